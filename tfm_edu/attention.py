@@ -1,0 +1,191 @@
+"""Chapter 2 in code: scaled dot-product and multi-head attention in PyTorch.
+
+The same mathematics as `tfm_edu.numpy_attention` (Vaswani et al., 2017, sections 3.2.1-3.2.2),
+batched, differentiable and device-agnostic: every tensor stays on the device its inputs are on.
+
+Mask convention: bool, True = may attend, broadcastable to (B, H, T, S), as for
+`torch.nn.functional.scaled_dot_product_attention`. (`nn.MultiheadAttention`'s `attn_mask` and
+`key_padding_mask` use the opposite meaning: True = blocked; `tfm_edu.reference` converts.)
+A fully masked query row gets zero weights and a zero output, never NaN.
+
+The explicit path (softmax written out, weights returned) is the default because the weights are
+what the course looks at. `MultiHeadAttention(fused=True)` calls PyTorch's fused kernel instead
+whenever the weights are not requested; `tfm_edu.bench` measures the difference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["scaled_dot_product_attention", "MultiHeadAttention", "set_fused"]
+
+
+def scaled_dot_product_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(d_k)) v with the softmax written out, returning the weights.
+
+    Args:
+        q: (..., T, d_k) queries.
+        k: (..., S, d_k) keys.
+        v: (..., S, d_v) values.
+        mask: optional bool broadcastable to (..., T, S); True = may attend.
+        dropout_p: dropout on the weights before they multiply v (pass 0.0 in eval mode).
+
+    Returns:
+        out: (..., T, d_v).
+        weights: (..., T, S), before dropout; rows sum to 1, fully masked rows are zeros.
+    """
+    _check_qkv(q, k, v)
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (..., T, S)
+    if mask is not None:
+        _check_mask(mask, scores.shape)
+        scores = scores.masked_fill(~mask, float("-inf"))  # (..., T, S)
+    weights = torch.softmax(scores, dim=-1)  # (..., T, S)
+    if mask is not None:
+        # A row of -inf softmaxes to NaN; such a query has nothing to attend to: give it zeros.
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)  # (..., T, S)
+    attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return attended @ v, weights  # (..., T, d_v), (..., T, S)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate q/k/v/out projections; returns per-head weights."""
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        fused: bool = False,
+    ) -> None:
+        """
+        Args:
+            d_model: D, the width of the tokens in and out.
+            num_heads: H, must divide d_model; each head attends in head_dim = D / H dimensions.
+            dropout: dropout probability on the attention weights (training only).
+            bias: whether the four projections have biases.
+            fused: use `F.scaled_dot_product_attention` when weights are not requested.
+        """
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.dropout = dropout
+        self.fused = fused
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """
+        Args:
+            query: (B, T, D).
+            key: (B, S, D).
+            value: (B, S, D).
+            mask: optional bool broadcastable to (B, H, T, S), True = may attend; e.g. a causal
+                (T, S) mask, or a padding mask (B, 1, 1, S).
+            need_weights: if False and the module is `fused`, skip computing the weights.
+
+        Returns:
+            out: (B, T, D).
+            weights: (B, H, T, S), or None when not needed on the fused path.
+        """
+        self._check_inputs(query, key, value)
+        B, T, D = query.shape
+        S = key.shape[1]
+        H, Dh = self.num_heads, self.head_dim
+        q = self.q_proj(query).view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+        k = self.k_proj(key).view(B, S, H, Dh).transpose(1, 2)  # (B, H, S, Dh)
+        v = self.v_proj(value).view(B, S, H, Dh).transpose(1, 2)  # (B, H, S, Dh)
+        dropout_p = self.dropout if self.training else 0.0
+        if self.fused and not need_weights:
+            heads = _fused_attention(q, k, v, mask, dropout_p)  # (B, H, T, Dh)
+            weights = None
+        else:
+            heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)  # (B, H, T, Dh)
+        merged = heads.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.out_proj(merged), weights  # (B, T, D), (B, H, T, S)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, fused={self.fused}"
+
+    def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.dim() != 3 or x.shape[-1] != self.d_model:
+                raise ValueError(
+                    f"{name} must be (B, L, D) with D={self.d_model}, got {tuple(x.shape)}"
+                )
+        if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
+            raise ValueError(
+                "query (B, T, D), key (B, S, D) and value (B, S, D) disagree on B or S: "
+                f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+            )
+
+
+def set_fused(model: nn.Module, fused: bool = True) -> nn.Module:
+    """Switch every `MultiHeadAttention` inside `model` to (or from) the fused kernel."""
+    for module in model.modules():
+        if isinstance(module, MultiHeadAttention):
+            module.fused = fused
+    return model
+
+
+def _fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float):
+    if mask is not None:
+        _check_mask(mask, (*q.shape[:-1], k.shape[-2]))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    if mask is not None:  # same convention as the explicit path: fully masked rows are zeros
+        out = out.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)  # (B, H, T, Dh)
+    return out
+
+
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+    if q.dim() < 2 or k.dim() < 2 or v.dim() < 2:
+        raise ValueError(
+            "q, k, v need at least 2 axes (..., length, width), "
+            f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            "q (..., T, d_k) and k (..., S, d_k) must share d_k, "
+            f"got {tuple(q.shape)} and {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            "k (..., S, d_k) and v (..., S, d_v) must share S, "
+            f"got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+
+
+def _check_mask(mask: Tensor, scores_shape) -> None:
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be boolean (True = may attend), got dtype {mask.dtype}")
+    try:
+        shape = torch.broadcast_shapes(mask.shape, scores_shape)
+    except RuntimeError:
+        shape = None
+    if shape != torch.Size(scores_shape):
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+            f"{tuple(scores_shape)} (..., T, S)"
+        )

@@ -1,0 +1,131 @@
+"""Save and load model weights as safetensors + a JSON card, with errors that name the file.
+
+A checkpoint is two files in `data/`:
+    <name>.safetensors   the weights (safetensors: plain tensors, no pickle, safe to open)
+    <name>.json          {"model": ..., "config": {...}, "command": ..., "metrics": {...}, ...}
+
+We never `torch.load` a pickle: unpickling runs arbitrary code, safetensors cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+__all__ = ["CheckpointError", "data_dir", "save_checkpoint", "load_card", "load_weights"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, or does not fit the model."""
+
+
+def data_dir() -> Path:
+    """The course's `data/` folder (override with the TFM_EDU_DATA environment variable)."""
+    override = os.environ.get("TFM_EDU_DATA")
+    return Path(override) if override else Path(__file__).resolve().parent.parent / "data"
+
+
+def save_checkpoint(
+    model: nn.Module,
+    name: str | Path,
+    config: Any,
+    *,
+    command: str,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write `<name>.safetensors` and `<name>.json`; returns the safetensors path.
+
+    Args:
+        model: any module; tied (shared) weights are stored once.
+        name: a bare name (goes to `data_dir()`) or a path without suffix.
+        config: the model's config (a dataclass or dict), stored so the model can be rebuilt.
+        command: the command that produced the checkpoint, e.g. "python -m tfm_edu.train dates".
+        metrics: what the training reached (accuracy, loss, seconds...).
+        extra: anything else the loader needs (e.g. a vocabulary).
+    """
+    stem = _stem(name)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    weights = stem.with_suffix(".safetensors")
+    save_model(model, str(weights))
+    card = {
+        "model": type(model).__name__,
+        "config": asdict(config) if is_dataclass(config) else dict(config),
+        "command": command,
+        "metrics": metrics or {},
+        **(extra or {}),
+    }
+    stem.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return weights
+
+
+def load_card(name: str | Path) -> dict[str, Any]:
+    """Read `<name>.json`, raising CheckpointError (naming the file) if missing or malformed."""
+    path = _stem(name).with_suffix(".json")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint card not found")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(card, dict) or "config" not in card:
+        raise CheckpointError(f"{path}: expected a JSON object with a 'config' entry")
+    return card
+
+
+def load_weights(model: nn.Module, name: str | Path) -> nn.Module:
+    """Load `<name>.safetensors` into `model` strictly; names and shapes must all match.
+
+    Raises:
+        CheckpointError naming the file and what is wrong: missing file, corrupt file,
+        missing or unexpected tensor names, or shape mismatches.
+    """
+    path = _stem(name).with_suffix(".safetensors")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            stored = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+    unexpected = sorted(set(stored) - set(expected))
+    wrong = [
+        f"{k}: file {stored[k]} vs model {expected[k]}"
+        for k in sorted(set(stored) & set(expected))
+        if stored[k] != expected[k]
+    ]
+    if unexpected or wrong:
+        raise CheckpointError(
+            f"{path} does not fit {type(model).__name__}: "
+            + "; ".join(
+                ([f"unexpected tensors {unexpected[:5]}"] if unexpected else [])
+                + ([f"shape mismatch {wrong[:5]}"] if wrong else [])
+            )
+        )
+    # safetensors stores a tied weight once; load_model restores the aliases and reports true gaps.
+    try:
+        missing, _ = load_model(model, str(path), strict=False)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: could not read the tensors ({error})") from None
+    if missing:
+        raise CheckpointError(
+            f"{path} does not fit {type(model).__name__}: missing tensors {sorted(missing)[:5]}"
+        )
+    return model
+
+
+def _stem(name: str | Path) -> Path:
+    path = Path(name)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    if len(path.parts) == 1:
+        path = data_dir() / path
+    return path

@@ -1,0 +1,1 @@
+"""Dataset builders: code that makes (or loads from installed packages) each chapter's data."""

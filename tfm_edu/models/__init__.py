@@ -1,0 +1,1 @@
+"""The course's models, each built from `tfm_edu.layers`."""

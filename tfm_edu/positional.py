@@ -79,25 +79,27 @@ class LearnedPositionalEmbedding(nn.Module):
         return x + self.embedding(positions)  # (B, T, D)
 
 
-def rotary_angles(positions: Tensor, head_dim: int, base: float = 10000.0) -> Tensor:
+def rotary_angles(
+    positions: Tensor, head_dim: int, base: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """The rotation angle of each (even, odd) pair at each position: pos * base^(-2i/head_dim).
 
     Args:
         positions: (T,) integer or float positions.
         head_dim: Dh, even.
+        dtype: of the result (computed in float64 first, so float64 inputs stay exact).
 
     Returns:
-        (T, Dh/2) angles in radians, float32 on `positions`' device.
+        (T, Dh/2) angles in radians on `positions`' device.
     """
     if head_dim % 2:
         raise ValueError(
             f"rotary embeddings rotate pairs of dimensions: head_dim must be even, got {head_dim}"
         )
     _check_sizes(1, head_dim, base)
-    inv_freq = base ** (
-        -torch.arange(0, head_dim, 2, device=positions.device) / head_dim
-    )  # (Dh/2,)
-    return positions.float()[:, None] * inv_freq.float()[None, :]  # (T, Dh/2)
+    exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float64)
+    inv_freq = base ** (-exponents / head_dim)  # (Dh/2,)
+    return (positions.double()[:, None] * inv_freq[None, :]).to(dtype)  # (T, Dh/2)
 
 
 def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
@@ -138,7 +140,8 @@ class RotaryEmbedding(nn.Module):
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"expected (..., T, {self.head_dim}), got {tuple(x.shape)}")
         positions = torch.arange(offset, offset + x.shape[-2], device=x.device)  # (T,)
-        return apply_rotary(x, rotary_angles(positions, self.head_dim, self.base))  # (..., T, Dh)
+        angles = rotary_angles(positions, self.head_dim, self.base, x.dtype)  # (T, Dh/2)
+        return apply_rotary(x, angles)  # (..., T, Dh)
 
 
 def _check_sizes(n_positions: int, d_model: int, base: float) -> None:

@@ -7,12 +7,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["CharTokenizer"]
+__all__ = ["CharTokenizer", "WordPiece", "Encoding"]
 
 
 class CharTokenizer:
@@ -89,3 +92,286 @@ class CharTokenizer:
         if state.get("type") != "CharTokenizer" or "chars" not in state:
             raise ValueError(f"not a CharTokenizer description: {state!r}")
         return cls(state["chars"])
+
+
+# ---------------------------------------------------------------------------------------------
+# WordPiece: BERT's tokenizer (Devlin et al., 2019, section 3; Wu et al., 2016, section 4.1)
+# ---------------------------------------------------------------------------------------------
+
+# The CJK Unified Ideographs blocks: BERT puts spaces around each such character, so Chinese and
+# Japanese kanji are tokenized one character at a time (Hiragana, Katakana, Hangul are not here).
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One tokenized text (or text pair), ready for a BERT."""
+
+    ids: list[int]  # token ids, with [CLS]/[SEP]
+    tokens: list[str]  # the same tokens as strings
+    offsets: list[tuple[int, int]]  # (start, end) of each token in its input text; (0, 0) = special
+    type_ids: list[int]  # segment of each token: 0 = first text, 1 = second text
+    truncated: bool = False  # True if tokens were dropped to fit max_length
+
+
+class WordPiece:
+    """BERT's tokenizer: basic clean-up and splitting, then greedy longest-match sub-words.
+
+    Two stages, as in Google's original `tokenization.py` and Hugging Face `tokenizers`:
+
+    1. basic tokenizer: drop control characters, turn every whitespace into a space, put spaces
+       around CJK ideographs, (optionally) strip accents (NFD, drop combining marks) and
+       lower-case, then split on whitespace and make each punctuation character its own word;
+    2. WordPiece: split each word greedily into the longest vocabulary pieces from the left; pieces
+       after the first carry the "##" prefix. A word that cannot be covered, or is longer than
+       `max_chars_per_word` characters, becomes a single [UNK].
+    """
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        lowercase: bool = True,
+        strip_accents: bool | None = None,
+        max_chars_per_word: int = 100,
+    ) -> None:
+        """
+        Args:
+            vocab: the tokens, id = position (as the lines of BERT's `vocab.txt`); must contain
+                [PAD], [UNK], [CLS], [SEP] and [MASK].
+            lowercase: lower-case the text (an "uncased" model).
+            strip_accents: drop accents; None = do it when lower-casing (BERT's rule).
+            max_chars_per_word: longer words become [UNK] without being split.
+        """
+        self.itos: list[str] = list(vocab)
+        self.stoi: dict[str, int] = {token: i for i, token in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("the vocabulary has duplicate tokens")
+        missing = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]") if t not in self.stoi]
+        if missing:
+            raise ValueError(f"the vocabulary lacks the special tokens {missing}")
+        self.lowercase = lowercase
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.max_chars_per_word = max_chars_per_word
+        self.pad_id, self.unk_id = self.stoi["[PAD]"], self.stoi["[UNK]"]
+        self.cls_id, self.sep_id = self.stoi["[CLS]"], self.stoi["[SEP]"]
+        self.mask_id = self.stoi["[MASK]"]
+        self.special_ids = frozenset(
+            self.stoi[t] for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path, **options) -> WordPiece:
+        """Read a `vocab.txt` (one token per line, id = line number)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: vocabulary file not found")
+        lines = path.read_text(encoding="utf-8").split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the file ends with a newline
+        return cls([line.rstrip("\r") for line in lines], **options)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def tokenize(self, text: str) -> list[str]:
+        """text -> WordPiece tokens, without [CLS]/[SEP]."""
+        return [token for token, _ in self._pieces(text)]
+
+    def encode(self, text: str, pair: str | None = None) -> list[int]:
+        """text (and optionally a second text) -> ids: [CLS] text [SEP] (pair [SEP]), no padding."""
+        return self.encoding(text, pair).ids
+
+    def encoding(
+        self, text: str, pair: str | None = None, max_length: int | None = None
+    ) -> Encoding:
+        """Tokenize one text or a pair, with offsets into the original texts and segment ids.
+
+        Args:
+            text: the first (or only) text.
+            pair: an optional second text (BERT's sentence B), after the first [SEP].
+            max_length: keep at most this many tokens, specials included, by dropping tokens
+                from the end of the longer text first (`Encoding.truncated` says if it happened).
+        """
+        first = self._pieces(text)
+        second = self._pieces(pair) if pair is not None else None
+        specials = 2 if second is None else 3
+        truncated = False
+        if max_length is not None:
+            if max_length < specials + 1:
+                raise ValueError(f"max_length={max_length} leaves no room for text tokens")
+            while len(first) + len(second or []) + specials > max_length:
+                truncated = True
+                if second and len(second) > len(first):
+                    second.pop()
+                else:
+                    first.pop()
+        tokens, offsets, type_ids = ["[CLS]"], [(0, 0)], [0]
+        for segment, pieces in enumerate([first] if second is None else [first, second]):
+            tokens += [token for token, _ in pieces] + ["[SEP]"]
+            offsets += [span for _, span in pieces] + [(0, 0)]
+            type_ids += [segment] * (len(pieces) + 1)
+        ids = [self.stoi[token] for token in tokens]
+        return Encoding(ids, tokens, offsets, type_ids, truncated)
+
+    def batch_encode(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        max_length: int | None = None,
+    ) -> dict[str, Tensor]:
+        """Several texts (or pairs) -> a padded batch, ready for `model(**batch)`.
+
+        Returns:
+            {"input_ids": (B, T) int64, "attention_mask": (B, T) bool (True = real token),
+             "token_type_ids": (B, T) int64}, right-padded with [PAD] to the longest.
+        """
+        if isinstance(texts, str):
+            raise ValueError("batch_encode takes a list of texts; use encode() for one text")
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        encodings = [
+            self.encoding(t, None if pairs is None else pairs[i], max_length)
+            for i, t in enumerate(texts)
+        ]
+        longest = max((len(e.ids) for e in encodings), default=0)
+        input_ids = torch.full((len(encodings), longest), self.pad_id, dtype=torch.long)  # (B, T)
+        token_type_ids = torch.zeros((len(encodings), longest), dtype=torch.long)  # (B, T)
+        attention_mask = torch.zeros((len(encodings), longest), dtype=torch.bool)  # (B, T)
+        for row, e in enumerate(encodings):
+            input_ids[row, : len(e.ids)] = torch.tensor(e.ids)
+            token_type_ids[row, : len(e.ids)] = torch.tensor(e.type_ids)
+            attention_mask[row, : len(e.ids)] = True
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+        }
+
+    def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
+        """ids -> text: "##" pieces are glued to the previous token (accents and case stay lost)."""
+        words: list[str] = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < len(self.itos):
+                raise ValueError(f"id {i} is outside the vocabulary (size {len(self.itos)})")
+            if skip_special and i in self.special_ids and i != self.unk_id:
+                continue
+            token = self.itos[i]
+            if token.startswith("##") and words:
+                words[-1] += token[2:]
+            else:
+                words.append(token)
+        return " ".join(words)
+
+    def normalize(self, text: str) -> tuple[str, list[int]]:
+        """BERT's clean-up of `text`, and for each output character the index it came from."""
+        if not isinstance(text, str):
+            raise ValueError(f"expected a string, got {type(text).__name__}")
+        chars: list[str] = []
+        origins: list[int] = []
+        for index, char in enumerate(text):
+            if char in "\x00\ufffd" or _is_control(char):
+                continue  # invisible control characters are dropped
+            if char.isspace():
+                out = " "
+            else:
+                # CJK ideographs become words of their own; they still go through NFD below.
+                out = f" {char} " if _is_cjk(char) else char
+                if self.strip_accents:  # NFD splits "é" into "e" + U+0301, then drop the mark
+                    out = "".join(
+                        c
+                        for c in unicodedata.normalize("NFD", out)
+                        if unicodedata.category(c) != "Mn"
+                    )
+                if self.lowercase:
+                    out = out.lower()
+            chars.extend(out)
+            origins.extend([index] * len(out))
+        return "".join(chars), origins
+
+    def _pieces(self, text: str) -> list[tuple[str, tuple[int, int]]]:
+        """text -> [(token, (start, end) in text)], without specials."""
+        normalized, origins = self.normalize(text)
+        pieces = []
+        for start, end in _split_words(normalized):
+            pieces.extend(self._wordpiece(normalized, origins, start, end))
+        return pieces
+
+    def _wordpiece(self, normalized: str, origins: list[int], start: int, end: int):
+        """Greedy longest-match-first split of normalized[start:end] into vocabulary pieces."""
+        span = (origins[start], origins[end - 1] + 1)
+        if end - start > self.max_chars_per_word:
+            return [("[UNK]", span)]
+        word, pieces, begin = normalized[start:end], [], 0
+        while begin < len(word):
+            stop = len(word)
+            while stop > begin:  # shrink the candidate from the right until it is in the vocab
+                piece = word[begin:stop] if begin == 0 else "##" + word[begin:stop]
+                if piece in self.stoi:
+                    break
+                stop -= 1
+            if stop == begin:
+                return [("[UNK]", span)]  # one uncoverable piece makes the whole word unknown
+            pieces.append((piece, (origins[start + begin], origins[start + stop - 1] + 1)))
+            begin = stop
+        return pieces
+
+    def to_dict(self) -> dict:
+        """A JSON-able description (stored in checkpoint cards)."""
+        return {
+            "type": "WordPiece",
+            "vocab": self.itos,
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict) -> WordPiece:
+        if state.get("type") != "WordPiece" or "vocab" not in state:
+            raise ValueError(f"not a WordPiece description: {str(state)[:80]!r}")
+        return cls(state["vocab"], state["lowercase"], state["strip_accents"])
+
+
+def _is_control(char: str) -> bool:
+    """Unicode "other" characters (Cc, Cf, Cn, Co, Cs), except tab and newlines."""
+    return char not in "\t\n\r" and unicodedata.category(char).startswith("C")
+
+
+def _is_cjk(char: str) -> bool:
+    code = ord(char)
+    return any(low <= code <= high for low, high in _CJK_RANGES)
+
+
+def _is_punctuation(char: str) -> bool:
+    """ASCII symbols ($, +, <, ^, `...) count as punctuation for BERT, as do Unicode P* classes."""
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def _split_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each word: split on spaces, and each punctuation character alone."""
+    spans, start = [], None
+    for i, char in enumerate(text):
+        if char == " " or _is_punctuation(char):
+            if start is not None:
+                spans.append((start, i))
+                start = None
+            if char != " ":
+                spans.append((i, i + 1))
+        elif start is None:
+            start = i
+    if start is not None:
+        spans.append((start, len(text)))
+    return spans

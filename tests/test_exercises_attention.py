@@ -1,0 +1,317 @@
+"""Chapter 1-2 checks: accept correct code, reject the slips learners make with the right hint.
+
+The wrong implementations here are written the way a learner would write them, independently
+of the `Mistake`s inside the checks, so a test fails if a hint stops firing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from einops import rearrange
+
+from tfm_edu import numpy_attention as npa
+from tfm_edu.exercises.attention import (
+    check_causal_mask,
+    check_merge_heads,
+    check_scaled_dot_product_attention,
+    check_softmax,
+    check_split_heads,
+)
+
+
+def assert_hint(result, fragment):
+    assert result.status == "failed", result.message
+    assert "Hint:" in result.message, result.message
+    assert fragment in " ".join(result.message.split()), result.message
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+# ---------------------------------------------------------------- softmax
+
+
+def softmax(x, axis=-1):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_naive(x, axis=-1):
+    return np.exp(x) / np.exp(x).sum(axis=axis, keepdims=True)
+
+
+def softmax_global_max(x, axis=-1):
+    e = np.exp(x - x.max())
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_no_keepdims(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis)
+
+
+def softmax_sum_all(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e)
+
+
+def softmax_rows_only(x, axis=-1):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_no_exp(x, axis=-1):
+    return x / x.sum(axis=axis, keepdims=True)
+
+
+def test_softmax_accepts_correct_code():
+    assert check_softmax(softmax).passed
+    assert check_softmax(npa.softmax).passed
+    assert check_softmax(lambda x, axis=-1: torch.softmax(torch.from_numpy(x), axis).numpy())
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (softmax_naive, "exp(1000) overflows to inf"),
+        (softmax_global_max, "you subtract the maximum of the whole array"),
+        (softmax_no_keepdims, "sum with keepdims=True"),
+        (softmax_sum_all, "you divide by the sum of the whole array"),
+        (softmax_rows_only, "use the `axis` argument"),
+        (softmax_no_exp, "exponentiate before normalising"),
+    ],
+)
+def test_softmax_rejects_typical_mistakes(wrong, hint):
+    assert_hint(check_softmax(wrong), hint)
+
+
+def test_softmax_nan_is_reported_on_the_large_logits():
+    message = check_softmax(softmax_naive).message
+    assert "your output contains NaN on case 6 of 6 (large logits near 1000: x (2, 5))" in message
+
+
+def test_softmax_stub_is_not_done():
+    assert check_softmax(stub).status == "not done"
+
+
+# ------------------------------------------------------ scaled dot-product attention
+
+
+def attention(q, k, v, mask=None, scale=None, fill=-np.inf, axis=-1):
+    scores = q @ np.swapaxes(k, -1, -2) / (np.sqrt(q.shape[-1]) if scale is None else scale)
+    if mask is not None:
+        scores = np.where(mask, scores, fill)
+    weights = softmax(scores, axis=axis)
+    return weights @ v, weights
+
+
+def attention_no_scale(q, k, v, mask=None):
+    return attention(q, k, v, mask, scale=1.0)
+
+
+def attention_by_d_k(q, k, v, mask=None):
+    return attention(q, k, v, mask, scale=q.shape[-1])
+
+
+def attention_query_axis(q, k, v, mask=None):
+    return attention(q, k, v, mask, axis=-2)
+
+
+def attention_inverted_mask(q, k, v, mask=None):
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores + mask * -1e9  # treats True as blocked
+    weights = softmax(scores)
+    return weights @ v, weights
+
+
+def attention_ignores_mask(q, k, v, mask=None):
+    return attention(q, k, v)
+
+
+def attention_masks_weights(q, k, v, mask=None):
+    weights = softmax(q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1]))
+    if mask is not None:
+        weights = np.where(mask, weights, 0.0)
+    return weights @ v, weights
+
+
+def attention_multiplies_mask(q, k, v, mask=None):
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores * mask
+    weights = softmax(scores)
+    return weights @ v, weights
+
+
+def attention_boolean_index(q, k, v, mask=None):
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores[mask == False] = -np.inf  # noqa: E712 -- the way learners write it
+    weights = softmax(scores)
+    return weights @ v, weights
+
+
+def attention_no_transpose(q, k, v, mask=None):
+    weights = softmax(q @ k / np.sqrt(q.shape[-1]))
+    return weights @ v, weights
+
+
+def attention_dot_T(q, k, v, mask=None):
+    scores = np.matmul(q, k.T) / np.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    weights = softmax(scores)
+    return weights @ v, weights
+
+
+def attention_swapped_outputs(q, k, v, mask=None):
+    out, weights = attention(q, k, v, mask)
+    return weights, out
+
+
+def test_attention_accepts_correct_code():
+    assert check_scaled_dot_product_attention(attention).passed
+    assert check_scaled_dot_product_attention(npa.scaled_dot_product_attention).passed
+    # -1e9 instead of -inf is fine: no check case masks a whole row
+    assert check_scaled_dot_product_attention(
+        lambda q, k, v, mask=None: attention(q, k, v, mask, fill=-1e9)
+    ).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (attention_no_scale, "divide the scores by sqrt(d_k)"),
+        (attention_by_d_k, "divide by sqrt(d_k), not d_k"),
+        (attention_query_axis, "normalise each query's row over the keys"),
+        (attention_inverted_mask, "the mask is inverted"),
+        (attention_ignores_mask, "the mask is ignored"),
+        (attention_masks_weights, "mask the scores before the softmax"),
+        (attention_multiplies_mask, "multiplying the scores by the mask"),
+        (attention_boolean_index, "boolean indexing scores[~mask] fails"),
+        (attention_no_transpose, "transpose the keys"),
+        (attention_dot_T, "k.T reverses *all* axes"),
+        (attention_swapped_outputs, "return (out, weights) in that order"),
+    ],
+)
+def test_attention_rejects_typical_mistakes(wrong, hint):
+    assert_hint(check_scaled_dot_product_attention(wrong), hint)
+
+
+def test_attention_stub_and_unfinished_softmax():
+    assert check_scaled_dot_product_attention(stub).status == "not done"
+
+    def my_softmax(x, axis=-1):
+        raise NotImplementedError
+
+    def scaled_dot_product_attention(q, k, v, mask=None):
+        weights = my_softmax(q @ np.swapaxes(k, -1, -2))
+        return weights @ v, weights
+
+    result = check_scaled_dot_product_attention(scaled_dot_product_attention)
+    assert result.status == "not done" and "calls `my_softmax`" in result.message
+
+
+# ------------------------------------------------------------------ causal mask
+
+
+def test_causal_mask_accepts_correct_code():
+    assert check_causal_mask(npa.causal_mask).passed
+    assert check_causal_mask(lambda t: np.arange(t)[:, None] >= np.arange(t)[None, :]).passed
+    assert check_causal_mask(lambda t: ~np.triu(np.ones((t, t), dtype=bool), k=1)).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (lambda t: np.arange(t)[:, None] <= np.arange(t)[None, :], "see the future"),
+        (lambda t: np.triu(np.ones((t, t)), 1).astype(bool), "you marked the *blocked*"),
+        (lambda t: np.arange(t)[:, None] > np.arange(t)[None, :], "attend to itself"),
+        (lambda t: np.tril(np.ones((t, t))), "attention masks are boolean"),
+    ],
+)
+def test_causal_mask_rejects_typical_mistakes(wrong, hint):
+    assert_hint(check_causal_mask(wrong), hint)
+
+
+def test_causal_mask_other_dtypes_and_stub():
+    result = check_causal_mask(lambda t: np.tril(np.ones((t, t), dtype=int)))
+    assert "expected a bool array, got dtype int64" in result.message
+    assert check_causal_mask(stub).status == "not done"
+
+
+# ------------------------------------------------------------ splitting heads (torch)
+
+
+def split_heads(x, num_heads):
+    B, T, D = x.shape
+    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)
+
+
+def merge_heads(x):
+    B, H, T, Dh = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * Dh)
+
+
+def test_heads_accept_correct_code():
+    assert check_split_heads(split_heads).passed
+    assert check_split_heads(lambda x, num_heads: rearrange(x, "b t (h d) -> b h t d", h=num_heads))
+    assert check_merge_heads(merge_heads).passed
+    assert check_merge_heads(lambda x: rearrange(x, "b h t d -> b t (h d)")).passed
+    assert check_merge_heads(lambda x: x.transpose(1, 2).contiguous().view(*x.shape[::2], -1))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (lambda x, h: x.view(x.shape[0], h, x.shape[1], -1), "right shape, wrong content"),
+        (lambda x, h: x.view(*x.shape[:2], -1, h).permute(0, 3, 1, 2), "(H, Dh), not (Dh, H)"),
+        (lambda x, h: x.view(*x.shape[:2], h, -1), "swap the T and H axes"),
+        (lambda x, h: x.view(*x.shape[:2], h, -1).transpose(2, 3), "you swapped the wrong axes"),
+    ],
+)
+def test_split_heads_rejects_typical_mistakes(wrong, hint):
+    assert_hint(check_split_heads(wrong), hint)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        (lambda x: x.reshape(x.shape[0], x.shape[2], -1), "right shape, wrong content"),
+        (lambda x: x.transpose(1, 2).view(x.shape[0], x.shape[2], -1), "no longer contiguous"),
+        (lambda x: x.permute(0, 2, 3, 1).flatten(2), "flatten (H, Dh) in that order"),
+        (lambda x: x.transpose(1, 2), "then flatten the last two axes"),
+    ],
+)
+def test_merge_heads_rejects_typical_mistakes(wrong, hint):
+    assert_hint(check_merge_heads(wrong), hint)
+
+
+def test_heads_stubs_are_not_done():
+    assert check_split_heads(stub).status == "not done"
+    assert check_merge_heads(stub).status == "not done"
+
+
+def test_checks_are_deterministic_and_leave_global_rngs_alone():
+    np.random.seed(0)  # noqa: NPY002 -- the global state a notebook's later cells rely on
+    torch.manual_seed(0)
+    before = np.random.random(), torch.rand(1)  # noqa: NPY002
+    np.random.seed(0)  # noqa: NPY002
+    torch.manual_seed(0)
+    first = [check(wrong).message for check, wrong in WRONG_ONES]
+    after = np.random.random(), torch.rand(1)  # noqa: NPY002
+    assert before == after
+    assert first == [check(wrong).message for check, wrong in WRONG_ONES]
+
+
+WRONG_ONES = [
+    (check_softmax, softmax_naive),
+    (check_scaled_dot_product_attention, attention_no_scale),
+    (check_causal_mask, lambda t: np.tril(np.ones((t, t)))),
+    (check_split_heads, lambda x, h: x.view(x.shape[0], h, x.shape[1], -1)),
+    (check_merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
+]

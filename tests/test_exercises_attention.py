@@ -6,15 +6,20 @@ of the `Mistake`s inside the checks, so a test fails if a hint stops firing.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from einops import rearrange
+from torch import nn
 
 from tfm_edu import numpy_attention as npa
+from tfm_edu.attention import MultiHeadAttention as PackageMultiHeadAttention
 from tfm_edu.exercises.attention import (
     check_causal_mask,
     check_merge_heads,
+    check_multi_head_attention_module,
     check_scaled_dot_product_attention,
     check_softmax,
     check_split_heads,
@@ -296,6 +301,99 @@ def test_heads_stubs_are_not_done():
     assert check_merge_heads(stub).status == "not done"
 
 
+# --------------------------------------------------- a whole MultiHeadAttention module
+
+
+class MultiHeadAttention(nn.Module):
+    """A learner's module; `slip` switches on one typical mistake."""
+
+    slip = None
+
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, d_model // num_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, query, key, value, mask=None):
+        B, T, D = query.shape
+        H, Dh, slip = self.num_heads, self.head_dim, self.slip
+        if slip == "self only":
+            key = value = query
+
+        def split(x):
+            if slip == "split view":
+                return x.view(B, H, x.shape[1], Dh)
+            return x.view(B, x.shape[1], H, Dh).transpose(1, 2)
+
+        q, k, v = split(self.q_proj(query)), split(self.k_proj(key)), split(self.v_proj(value))
+        scores = q @ k.transpose(-2, -1)
+        if slip != "no scale":
+            scores = scores / math.sqrt(D if slip == "d_model scale" else Dh)
+        if mask is not None and slip != "mask ignored":
+            scores = scores.masked_fill(mask if slip == "mask inverted" else ~mask, -1e9)
+        weights = scores.softmax(dim=-2 if slip == "query axis" else -1)
+        heads = weights @ v
+        if slip == "merge reshape":
+            merged = heads.reshape(B, T, D)
+        else:
+            merged = heads.transpose(1, 2).reshape(B, T, D)
+        out = merged if slip == "no out_proj" else self.out_proj(merged)
+        return out, weights.mean(dim=1) if slip == "averaged" else weights
+
+
+def with_slip(slip):
+    return type("MultiHeadAttention", (MultiHeadAttention,), {"slip": slip})
+
+
+def test_module_check_accepts_correct_modules():
+    assert check_multi_head_attention_module(MultiHeadAttention).passed
+    assert check_multi_head_attention_module(PackageMultiHeadAttention).passed
+
+
+@pytest.mark.parametrize(
+    ("slip", "hint"),
+    [
+        ("no scale", "divide the scores by sqrt(head_dim)"),
+        ("d_model scale", "not 1 / sqrt(d_model)"),
+        ("split view", ".view(B, H, T, Dh) has the right shape but mixes tokens"),
+        ("merge reshape", "merge heads with .transpose(1, 2).reshape(B, T, D)"),
+        ("query axis", "softmax over the keys"),
+        ("mask inverted", "the mask is inverted"),
+        ("mask ignored", "the mask is ignored"),
+        ("self only", "project the keys and values from the `key` and `value`"),
+        ("no out_proj", "finish with the output projection"),
+        ("averaged", "return one attention map per head"),
+    ],
+)
+def test_module_check_rejects_typical_mistakes(slip, hint):
+    assert_hint(check_multi_head_attention_module(with_slip(slip)), hint)
+
+
+def test_module_check_not_done_and_missing_projections():
+    class MultiHeadAttention(nn.Module):
+        def __init__(self, d_model, num_heads):
+            super().__init__()
+            self.q_proj = self.k_proj = self.v_proj = self.out_proj = nn.Linear(d_model, d_model)
+
+        def forward(self, query, key, value, mask=None):
+            raise NotImplementedError
+
+    result = check_multi_head_attention_module(MultiHeadAttention)
+    assert result.status == "not done"
+    assert "`MultiHeadAttention.forward` still raises NotImplementedError" in result.message
+
+    class Renamed(nn.Module):
+        def __init__(self, d_model, num_heads):
+            super().__init__()
+            self.w_q = nn.Linear(d_model, d_model)
+
+    result = check_multi_head_attention_module(Renamed)
+    assert "missing or not nn.Linear: q_proj, k_proj, v_proj, out_proj" in result.message
+
+
 def test_checks_are_deterministic_and_leave_global_rngs_alone():
     np.random.seed(0)  # noqa: NPY002 -- the global state a notebook's later cells rely on
     torch.manual_seed(0)
@@ -314,4 +412,5 @@ WRONG_ONES = [
     (check_causal_mask, lambda t: np.tril(np.ones((t, t)))),
     (check_split_heads, lambda x, h: x.view(x.shape[0], h, x.shape[1], -1)),
     (check_merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
+    (check_multi_head_attention_module, MultiHeadAttention),
 ]

@@ -1,13 +1,15 @@
-"""Checks for chapters 1-2: softmax, scaled dot-product attention, masks, splitting heads.
+"""Checks for chapters 1-2: softmax, scaled dot-product attention, masks, heads, a whole MHA.
 
 Each `check_<thing>(fn)` runs the learner's `fn` on a few seeded inputs against the course's
 reference (`tfm_edu.numpy_attention`, or the view/transpose of Vaswani et al., 2017, section
 3.2.2 for heads) and returns a `CheckResult`; the `Mistake`s below are the slips learners really
-make, each with the hint that fixes it. Chapter 1's checks use NumPy only; the heads checks
-(chapter 2) import torch when called.
+make, each with the hint that fixes it. Chapter 1's checks use NumPy only; chapter 2's (heads,
+`MultiHeadAttention`) import torch when called.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -20,6 +22,7 @@ __all__ = [
     "check_causal_mask",
     "check_split_heads",
     "check_merge_heads",
+    "check_multi_head_attention_module",
 ]
 
 # ---------------------------------------------------------------- softmax
@@ -345,3 +348,154 @@ def check_merge_heads(fn) -> CheckResult:
         ),
     ]
     return check_function("merge_heads", fn, _merge_heads, cases, mistakes)
+
+
+# --------------------------------------------------- a whole MultiHeadAttention module (torch)
+
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+_MODULE_SLIPS = {  # slip -> hint, for the mistakes of check_multi_head_attention_module
+    "no scale": "divide the scores by sqrt(head_dim), the width of one head (d_k = D / H).",
+    "d_model scale": "scale by 1 / sqrt(head_dim), not 1 / sqrt(d_model): each head's dot "
+    "products sum head_dim terms.",
+    "split without transpose": "split heads with .view(B, T, H, Dh).transpose(1, 2): "
+    ".view(B, H, T, Dh) has the right shape but mixes tokens between heads.",
+    "merge without transpose": "merge heads with .transpose(1, 2).reshape(B, T, D): reshaping "
+    "(B, H, T, Dh) straight to (B, T, D) has the right shape but mixes tokens.",
+    "query axis": "softmax over the keys (dim=-1): each query's weights must sum to 1.",
+    "mask inverted": "the mask is inverted: True means 'may attend', so fill -inf where the "
+    "mask is False: scores.masked_fill(~mask, float('-inf')).",
+    "mask ignored": "the mask is ignored: fill the scores with -inf where mask is False, "
+    "before the softmax.",
+    "self only": "project the keys and values from the `key` and `value` arguments, not from "
+    "`query`: in cross-attention they come from another sequence.",
+    "no out_proj": "finish with the output projection: return self.out_proj(merged).",
+    "averaged weights": "return one attention map per head, (B, H, T, S), not their average "
+    "(nn.MultiheadAttention averages by default; this course keeps every head).",
+}
+
+
+def check_multi_head_attention_module(cls) -> CheckResult:
+    """Check a learner's class `cls(d_model, num_heads)`: an `nn.Module` with `q_proj`,
+    `k_proj`, `v_proj`, `out_proj` (each `nn.Linear(d_model, d_model)`, with bias) and
+    `forward(query, key, value, mask=None) -> (out (B, T, D), weights (B, H, T, S))`.
+
+    The check gives those four projections seeded weights, the same as it gives
+    `tfm_edu.attention.MultiHeadAttention`, and compares the outputs in eval mode. Building
+    modules draws from torch's global RNG: the check restores it afterwards.
+    """
+    import torch
+
+    from tfm_edu.attention import MultiHeadAttention
+
+    name = getattr(cls, "__name__", "MultiHeadAttention")
+    with torch.random.fork_rng(devices=[]):
+        missing = _missing_projections(cls)
+        if missing:
+            return CheckResult(
+                name,
+                "failed",
+                f"✗ {name}: the check needs {', '.join(_PROJECTIONS)} as nn.Linear(d_model, "
+                "d_model) attributes, to give them the reference's weights; missing or not "
+                f"nn.Linear: {', '.join(missing)}.",
+            )
+        rng = np.random.default_rng(6)
+        setups = [  # (B, T, S, D, H, mask); masks never block a whole row, even inverted
+            (2, 4, 5, 12, 3, None),
+            (1, 3, 3, 8, 2, None),
+            (2, 3, 5, 8, 4, npa.padding_mask(np.array([3, 4]), 5)[:, None]),  # (B, 1, 1, S)
+            (1, 4, 4, 8, 2, npa.causal_mask(4)),  # (T, S)
+        ]
+        cases = []
+        for B, T, S, D, H, mask in setups:
+            shapes = ((B, T, D), (B, S, D), (B, S, D))
+            query, key, value = (torch.from_numpy(_normal(rng, shape)) for shape in shapes)
+            mask = None if mask is None else torch.from_numpy(mask)
+            cases.append(Case((query, key, value, H), {"mask": mask}))
+        mistakes = [
+            Mistake(hint, partial(_multi_head_with_slip, slip=slip))
+            for slip, hint in _MODULE_SLIPS.items()
+        ]
+        return check_function(
+            name,
+            partial(_run_module, cls),
+            partial(_run_module, MultiHeadAttention),
+            cases,
+            mistakes,
+            atol=1e-5,
+            rtol=1e-4,
+            output_names=("out", "weights"),
+        )
+
+
+def _normal(rng, shape):
+    return rng.normal(size=shape).astype(np.float32)
+
+
+def _missing_projections(cls) -> list[str]:
+    """Projections the check cannot load; [] also when building fails (the check reports it)."""
+    from torch import nn
+
+    try:
+        module = cls(8, 2)
+    except Exception:
+        return []
+    return [p for p in _PROJECTIONS if not isinstance(getattr(module, p, None), nn.Linear)]
+
+
+def _projection_weights(d_model):
+    """Seeded (weight (D, D), bias (D,)) float32 tensors for q, k, v and out, in that order."""
+    import torch
+
+    rng = np.random.default_rng(d_model)
+    return [
+        (
+            torch.from_numpy(_normal(rng, (d_model, d_model)) / np.float32(np.sqrt(d_model))),
+            torch.from_numpy(_normal(rng, (d_model,)) * np.float32(0.1)),
+        )
+        for _ in _PROJECTIONS
+    ]
+
+
+def _run_module(cls, query, key, value, num_heads, mask=None):
+    """Build cls(D, num_heads), load the seeded weights, run it in eval mode."""
+    import torch
+
+    module = cls(query.shape[-1], num_heads).eval()
+    with torch.no_grad():
+        for projection, (weight, bias) in zip(
+            _PROJECTIONS, _projection_weights(query.shape[-1]), strict=True
+        ):
+            getattr(module, projection).weight.copy_(weight)
+            getattr(module, projection).bias.copy_(bias)
+        return module(query, key, value, mask=mask)
+
+
+def _multi_head_with_slip(query, key, value, num_heads, mask=None, slip=None):
+    """Multi-head attention with the seeded weights and one typical slip, for the mistakes."""
+    import torch
+
+    B, T, D = query.shape
+    H, Dh = num_heads, D // num_heads
+    (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = _projection_weights(D)
+    if slip == "self only":
+        key = value = query
+    q, k, v = query @ w_q.T + b_q, key @ w_k.T + b_k, value @ w_v.T + b_v  # (B, T|S, D)
+
+    def split(x):  # (B, L, D) -> (B, H, L, Dh)
+        if slip == "split without transpose":
+            return x.reshape(B, H, x.shape[1], Dh)
+        return x.view(B, x.shape[1], H, Dh).transpose(1, 2)
+
+    q, k, v = split(q), split(k), split(v)  # (B, H, T, Dh), (B, H, S, Dh) x 2
+    scale = {"no scale": 1.0, "d_model scale": D**-0.5}.get(slip, Dh**-0.5)
+    scores = q @ k.transpose(-2, -1) * scale  # (B, H, T, S)
+    if mask is not None and slip != "mask ignored":
+        scores = scores.masked_fill(mask if slip == "mask inverted" else ~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-2 if slip == "query axis" else -1)  # (B, H, T, S)
+    heads = weights @ v  # (B, H, T, Dh)
+    if slip == "merge without transpose":
+        merged = heads.reshape(B, T, D)  # (B, T, D), tokens mixed
+    else:
+        merged = heads.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+    out = merged if slip == "no out_proj" else merged @ w_o.T + b_o  # (B, T, D)
+    return out, weights.mean(dim=1) if slip == "averaged weights" else weights

@@ -356,8 +356,14 @@ def _not_done(name: str, fn: Callable[..., Any], error: Exception) -> CheckResul
     while innermost is not None and innermost.tb_next is not None:
         innermost = innermost.tb_next
     raiser = innermost.tb_frame.f_code.co_name if innermost is not None else name
+    owner = innermost.tb_frame.f_locals.get("self") if innermost is not None else None
     own = getattr(fn, "__name__", name)
-    if raiser not in (own, name, "<lambda>", "<module>", "_call") and raiser.isidentifier():
+    if owner is not None and type(owner).__name__ == name:  # a method of the class under check
+        text = (
+            f"… not done yet: `{name}.{raiser}` still raises NotImplementedError — write your "
+            "code in the cell above, then run this cell again."
+        )
+    elif raiser not in (own, name, "<lambda>", "<module>", "_call") and raiser.isidentifier():
         text = (
             f"… not done yet: `{name}` calls `{raiser}`, which still raises NotImplementedError "
             f"— finish `{raiser}` first, then run this cell again."

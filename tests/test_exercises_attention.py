@@ -68,6 +68,11 @@ def softmax_rows_only(x, axis=-1):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def softmax_columns(x, axis=-1):
+    e = np.exp(x)
+    return e / e.sum(axis=0, keepdims=True)  # the slip notebook 00 shows
+
+
 def softmax_no_exp(x, axis=-1):
     return x / x.sum(axis=axis, keepdims=True)
 
@@ -86,6 +91,7 @@ def test_softmax_accepts_correct_code():
         (softmax_no_keepdims, "sum with keepdims=True"),
         (softmax_sum_all, "you divide by the sum of the whole array"),
         (softmax_rows_only, "use the `axis` argument"),
+        (softmax_columns, "you normalise along the wrong axis"),
         (softmax_no_exp, "exponentiate before normalising"),
     ],
 )

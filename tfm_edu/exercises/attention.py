@@ -68,6 +68,12 @@ def check_softmax(fn) -> CheckResult:
             _softmax_last_axis_only,
         ),
         Mistake(
+            "you normalise along the wrong axis: each slice along `axis` (the last one by "
+            "default, i.e. each row here) must sum to 1. Use axis=axis in both the max and the "
+            "sum, e.g. np.sum(e, axis=axis, keepdims=True).",
+            _softmax_first_axis,
+        ),
+        Mistake(
             "exponentiate before normalising: softmax is exp(x) / sum(exp(x)), not x / sum(x) "
             "(which can be negative or divide by zero).",
             _softmax_without_exp,
@@ -103,6 +109,10 @@ def _softmax_sum_all(x, axis=-1):
 
 def _softmax_last_axis_only(x, axis=-1):
     return npa.softmax(x, axis=-1)
+
+
+def _softmax_first_axis(x, axis=-1):
+    return npa.softmax(x, axis=0)
 
 
 def _softmax_without_exp(x, axis=-1):

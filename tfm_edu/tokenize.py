@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -109,6 +110,12 @@ _CJK_RANGES = (
     (0x2B820, 0x2CEAF),
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
+)
+
+
+# Special tokens typed in a text are matched before any normalisation, as Hugging Face does.
+_SPECIAL_PATTERN = re.compile(
+    r"(\[(?:PAD|UNK|CLS|SEP|MASK)\])|(?:(?!\[(?:PAD|UNK|CLS|SEP|MASK)\]).)+", re.S
 )
 
 
@@ -300,11 +307,19 @@ class WordPiece:
         return "".join(chars), origins
 
     def _pieces(self, text: str) -> list[tuple[str, tuple[int, int]]]:
-        """text -> [(token, (start, end) in text)], without specials."""
-        normalized, origins = self.normalize(text)
+        """text -> [(token, (start, end) in text)]. Special tokens written in the text, such as
+        "[MASK]", are kept whole (so "the [MASK] was good" works)."""
+        if not isinstance(text, str):
+            raise ValueError(f"expected a string, got {type(text).__name__}")
         pieces = []
-        for start, end in _split_words(normalized):
-            pieces.extend(self._wordpiece(normalized, origins, start, end))
+        for chunk in _SPECIAL_PATTERN.finditer(text):
+            if chunk.group(1):  # a special token
+                pieces.append((chunk.group(1), chunk.span()))
+                continue
+            normalized, origins = self.normalize(chunk.group(0))
+            origins = [chunk.start() + i for i in origins]  # indices into the whole text
+            for start, end in _split_words(normalized):
+                pieces.extend(self._wordpiece(normalized, origins, start, end))
         return pieces
 
     def _wordpiece(self, normalized: str, origins: list[int], start: int, end: int):

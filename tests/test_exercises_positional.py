@@ -99,6 +99,7 @@ def test_sinusoidal_accepts_correct_code():
         (lambda n, d, base=1e4: table(n, d, base, -np.arange(0, d, 2) / d), "exponent is negati"),
         (lambda n, d, base=1e4: table(n, d), "use the `base` argument"),
         (lambda n, d, base=1e4: table(n, d, base, first=1), "positions start at 0"),
+        (lambda n, d, base=1e4: table(n, d, base)[np.newaxis], "without a batch axis"),
     ],
 )
 def test_sinusoidal_rejects_typical_mistakes(wrong, hint):

@@ -3,8 +3,8 @@
 A check calls the learner's function and our reference on the same few seeded inputs (`Case`s),
 so it prints the same verdict on every run (nbval stores it). When the outputs differ, it also
 runs a list of typical wrong implementations (`Mistake`s) on those inputs; the first one that
-behaves exactly like the learner's function on *every* case names the bug in its hint. The
-learner reads one `CheckResult` line, in this order of diagnosis:
+behaves like the learner's function names the bug in its hint. The learner reads one
+`CheckResult` (a line, plus the hint), in this order of diagnosis:
 
 1. the function still raises NotImplementedError   -> "… not done yet: ..."
 2. it raises anything else                         -> "✗ your function raised TypeError: ..."
@@ -41,15 +41,17 @@ class Case:
 
     args: tuple = ()  # positional arguments, deep-copied before every call
     kwargs: dict = field(default_factory=dict)  # keyword arguments, deep-copied too
-    label: str = ""  # what is special about this case, e.g. "large logits (~1000)"
+    label: str = ""  # what is special about this case, e.g. "large logits near 1000"
 
 
 @dataclass(frozen=True)
 class Mistake:
     """A typical wrong implementation, and the hint to show when the learner's function matches it.
 
-    A learner's function matches when, on every case, both return the same output (within the
-    check's tolerance, NaN equal to NaN) or both raise the same exception with the same message.
+    "Behaving alike" on a case: both return the same output (within the check's tolerance, NaN
+    equal to NaN), or both raise the same exception with the same message. The first mistake
+    that behaves like the learner's function on every case wins; failing that, the first one
+    that does on every case up to the first case the learner gets wrong.
     """
 
     hint: str  # what is wrong and how to fix it, in one or two sentences
@@ -213,9 +215,8 @@ def _agree(a: Any, b: Any, settings: _Settings) -> bool:
 
 def _matching_hint(got, first_wrong, cases, mistakes, settings) -> str | None:
     """The hint of the first mistake that agrees with the learner on every case; failing that,
-    of the first one that agrees on every case up to the first wrong one (a learner's slip may
-    differ from ours on a later, harsher case, e.g. -1e9 instead of -inf on a fully masked row).
-    """
+    of the first one that agrees up to the first wrong case (a learner's slip may differ from
+    ours on a later, harsher case, e.g. -1e9 instead of -inf on a fully masked row)."""
     agreements = []
     for mistake in mistakes:
         wrong = [_call(mistake.wrong, case) for case in cases]
@@ -289,35 +290,29 @@ def _leaves(got: Any, expected: Any, names: tuple[str, ...]):
 
 
 def _as_numpy(x: Any) -> np.ndarray:
+    """Arrays to compare: tensors detached to the CPU, floats as float64 (bfloat16 has no NumPy
+    twin)."""
     if _is_tensor(x):
         x = x.detach().cpu()
-        if x.is_floating_point() and x.dtype not in _numpy_floats():
-            x = x.double()  # bfloat16/float8 have no NumPy twin
-        return x.numpy()
+        return (x.double() if x.is_floating_point() else x).numpy()
     return np.asarray(x)
 
 
-def _numpy_floats():
-    import torch  # only reached when a tensor is being compared
-
-    return (torch.float16, torch.float32, torch.float64)
-
-
 def _is_tensor(x: Any) -> bool:
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch")  # never imported here: chapter 1 runs without torch
     return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _kind(x: Any) -> str:
+    """'bool', 'int', 'float' or 'complex': what must match (float32 vs float64 need not)."""
     if _is_tensor(x):
         if x.dtype.is_complex:
             return "complex"
-        return "float" if x.is_floating_point() else "bool" if x.dtype == _bool() else "int"
-    return _KINDS.get(np.asarray(x).dtype.kind, str(np.asarray(x).dtype))
-
-
-def _bool():
-    return sys.modules["torch"].bool
+        if x.is_floating_point():
+            return "float"
+        return "bool" if x.dtype == sys.modules["torch"].bool else "int"
+    dtype = np.asarray(x).dtype
+    return _KINDS.get(dtype.kind, str(dtype))
 
 
 def _dtype_name(x: Any) -> str:

@@ -22,7 +22,10 @@ __all__ = ["check_sinusoidal_encoding", "check_rotary_angles", "check_apply_rota
 
 
 def check_sinusoidal_encoding(fn) -> CheckResult:
-    """Check `fn(n_positions, d_model, base=10000.0) -> (n_positions, d_model)` NumPy array."""
+    """Check `fn(n_positions, d_model, base=10000.0) -> (n_positions, d_model)` NumPy array.
+
+    Every case has an even d_model (as in the paper); a float32 table is accepted.
+    """
     cases = [
         Case((6, 8)),
         Case((10, 4)),
@@ -71,6 +74,11 @@ def check_sinusoidal_encoding(fn) -> CheckResult:
         Mistake(
             "positions start at 0: row 0 is sin(0) = 0, cos(0) = 1, i.e. 0, 1, 0, 1, ...",
             lambda n, d, base=10000.0: _table(n, d, base, first_position=1),
+        ),
+        Mistake(
+            "return the table itself, (n_positions, d_model), without a batch axis in front: "
+            "broadcasting adds it when the table meets a (B, T, D) batch.",
+            lambda n, d, base=10000.0: _table(n, d, base)[None],
         ),
     ]
     return check_function(

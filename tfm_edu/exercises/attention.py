@@ -129,6 +129,8 @@ def check_scaled_dot_product_attention(fn) -> CheckResult:
     def qkv(lead, t, s, d_k, d_v):
         return tuple(rng.normal(size=(*lead, n, d)) for n, d in ((t, d_k), (s, d_k), (s, d_v)))
 
+    # The first masks leave every row something to attend to even when inverted, so a learner's
+    # -1e9 and our -inf agree; only the last (causal) case has an empty row once inverted.
     random_mask = np.array([[1, 0, 1, 1, 0], [0, 1, 0, 1, 1], [1, 1, 0, 0, 1]], dtype=bool)
     padding = npa.padding_mask(np.array([3, 4]), 5)[:, None]  # (B, 1, 1, S)
     cases = [
@@ -409,7 +411,7 @@ def check_multi_head_attention_module(cls) -> CheckResult:
                 f"nn.Linear: {', '.join(missing)}.",
             )
         rng = np.random.default_rng(6)
-        setups = [  # (B, T, S, D, H, mask); masks never block a whole row, even inverted
+        setups = [  # (B, T, S, D, H, mask); the padding mask, even inverted, blocks no whole row
             (2, 4, 5, 12, 3, None),
             (1, 3, 3, 8, 2, None),
             (2, 3, 5, 8, 4, npa.padding_mask(np.array([3, 4]), 5)[:, None]),  # (B, 1, 1, S)

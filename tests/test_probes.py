@@ -1,0 +1,82 @@
+"""tfm_edu.viz.probes: BERT -> AttentionMaps adapters, attention_to, head statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tfm_edu.data import sentences
+from tfm_edu.models.bert import BERTConfig, BERTForSequenceClassification
+from tfm_edu.viz import AttentionMaps
+from tfm_edu.viz.probes import attention_to, bert_attention, bert_attention_maps, head_statistics
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    tokenizer = sentences.tokenizer()
+    config = BERTConfig.tiny(tokenizer.vocab_size)
+    return BERTForSequenceClassification(config).eval(), tokenizer
+
+
+def test_maps_of_a_sentence(tiny):
+    model, tokenizer = tiny
+    maps = bert_attention(model, tokenizer)("the movie was not bad .")
+    assert isinstance(maps, AttentionMaps)
+    assert maps.query_tokens == ["[CLS]", "the", "movie", "was", "not", "bad", ".", "[SEP]"]
+    assert maps.attentions.shape == (2, 4, 8, 8) and maps.notice is None
+    np.testing.assert_allclose(maps.attentions.sum(-1), 1.0, atol=1e-6)
+    assert maps.names == ["layer 0", "layer 1"]
+
+
+def test_long_input_is_truncated_with_a_notice(tiny):
+    model, tokenizer = tiny
+    maps = bert_attention_maps(model, tokenizer, "the movie was good . " * 30, max_tokens=128)
+    assert maps.attentions.shape[-1] == 64  # the tiny model's max_positions wins
+    assert maps.notice == "truncated to 64 tokens (the input has 152)"
+
+
+def test_pair_maps_and_the_a_to_b_block(tiny):
+    model, tokenizer = tiny
+    full = bert_attention_maps(model, tokenizer, "the plot was dull", "the songs were good")
+    assert full.query_tokens.count("[SEP]") == 2 and full.key_tokens is None
+    block = bert_attention_maps(
+        model, tokenizer, "the plot was dull", "the songs were good", a_to_b=True
+    )
+    assert block.query_tokens == ["[CLS]", "the", "plot", "was", "dull", "[SEP]"]
+    assert block.key_tokens == ["the", "songs", "were", "good", "[SEP]"]
+    np.testing.assert_allclose(block.attentions, full.attentions[:, :, :6, 6:])
+    assert "sentence B" in block.notice
+    with pytest.raises(ValueError, match="pair"):
+        bert_attention_maps(model, tokenizer, "the plot was dull", a_to_b=True)
+
+
+def test_attention_to_averages_the_word_pieces(tiny):
+    model, tokenizer = tiny
+    report = attention_to("The movie was NOT bad .", "not", model, tokenizer)
+    assert report.word_positions == [4]
+    assert report.weights.shape == (2, 4, 8)
+    token, weight = report.top(1, 2)
+    assert token in report.tokens and weight == report.weights[1, 2].max()
+    assert "layer 1" in repr(report) and "head 3" in repr(report)
+    second = attention_to("the plot was good and the plot was dull .", "plot", model, tokenizer, 2)
+    assert second.word_positions == [7]
+    with pytest.raises(ValueError, match="occurs 0 time"):
+        attention_to("the movie was not bad", "no", model, tokenizer)  # whole words only
+
+
+def test_head_statistics_on_hand_made_maps():
+    tokens = ["[CLS]", "a", "b", "c", "[SEP]"]
+    previous = np.zeros((5, 5))
+    for t in range(1, 5):
+        previous[t, t - 1] = 1.0
+    previous[0, 0] = 1.0
+    to_cls = np.zeros((5, 5))
+    to_cls[:, 0] = 1.0
+    maps = AttentionMaps(tokens, np.stack([previous, to_cls])[None])  # (1, 2, 5, 5)
+    stats = head_statistics(maps)
+    np.testing.assert_allclose(stats["previous"], [[1.0, 0.0]])
+    np.testing.assert_allclose(stats["cls"], [[1 / 3, 1.0]])  # "a" looks back at [CLS]
+    np.testing.assert_allclose(stats["sep"], [[0.0, 0.0]])
+    np.testing.assert_allclose(stats["next"], [[0.0, 0.0]])

@@ -1,0 +1,241 @@
+"""Chapter 7's probes: BERT attention maps for the explorer, and measurements of what heads do.
+
+- `bert_attention_maps(model, tokenizer, text)`: one sentence (or pair) -> `AttentionMaps`, with a
+  notice when the input was truncated; `bert_attention(model, tokenizer)` wraps it as the
+  callable `AttentionExplorer` wants. With `a_to_b=True` a pair shows only how the tokens of
+  sentence A attend to sentence B (the A->B block of the full map).
+- `attention_to(sentence, word)`: for every layer and head, the token a chosen word attends to
+  most (the real MiniLM by default).
+- `head_statistics(maps)`: per layer and head, the share of attention going to [CLS], to [SEP],
+  to the token itself, to the previous and to the next token. Clark et al., 2019 ("What does
+  BERT look at?") found many heads parking their attention on [SEP] or [CLS], and some heads
+  following the previous or next token; measuring beats eyeballing a heatmap.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfm_edu.viz.maps import AttentionMaps
+
+__all__ = [
+    "MAX_TOKENS",
+    "bert_attention_maps",
+    "bert_attention",
+    "AttentionTo",
+    "attention_to",
+    "head_statistics",
+]
+
+MAX_TOKENS = 128  # longer inputs are truncated (all-MiniLM-L6-v2 was trained on <= 128 tokens)
+
+
+def bert_attention_maps(
+    model,
+    tokenizer,
+    text: str,
+    pair: str | None = None,
+    max_tokens: int = MAX_TOKENS,
+    a_to_b: bool = False,
+) -> AttentionMaps:
+    """Every layer's and head's attention for one text (or pair), with the tokens.
+
+    Args:
+        model: a `tfm_edu.models.bert.BERT`, or a model holding one as `.bert` (the MLM and
+            classification models).
+        tokenizer: its `WordPiece`.
+        text, pair: sentence A and the optional sentence B.
+        max_tokens: longer inputs are cut to this many tokens, with a notice saying so.
+        a_to_b: for a pair, keep only the rows of sentence A's tokens and the columns of
+            sentence B's (what A reads from B); these rows need not sum to 1.
+
+    Returns:
+        AttentionMaps with attentions (L, H, T, T), or (L, H, T_A, T_B) when `a_to_b`.
+    """
+    import torch
+
+    bert = getattr(model, "bert", model)
+    if a_to_b and pair is None:
+        raise ValueError("a_to_b needs a sentence pair (text and pair)")
+    limit = min(max_tokens, bert.config.max_positions)
+    encoding = tokenizer.encoding(text, pair, max_length=limit)
+    ids = torch.tensor([encoding.ids])  # (1, T)
+    types = torch.tensor([encoding.type_ids])  # (1, T)
+    device = next(bert.parameters()).device
+    with torch.no_grad():
+        out = bert(ids.to(device), token_type_ids=types.to(device), output_attentions=True)
+    attentions = torch.stack([a[0] for a in out.attentions]).cpu().numpy()  # (L, H, T, T)
+    notice = None
+    if encoding.truncated:
+        total = len(tokenizer.encoding(text, pair).ids)
+        notice = f"truncated to {limit} tokens (the input has {total})"
+    names = [f"layer {i}" for i in range(len(out.attentions))]
+    if not a_to_b:
+        return AttentionMaps(encoding.tokens, attentions, None, names, notice)
+    segment = np.array(encoding.type_ids)
+    rows, cols = np.flatnonzero(segment == 0), np.flatnonzero(segment == 1)  # A and B positions
+    a_note = "rows: sentence A; columns: sentence B; a row holds the share of A's attention on B"
+    return AttentionMaps(
+        [encoding.tokens[i] for i in rows],
+        attentions[:, :, rows][:, :, :, cols],  # (L, H, T_A, T_B)
+        [encoding.tokens[j] for j in cols],
+        names,
+        f"{notice}; {a_note}" if notice else a_note,
+    )
+
+
+def bert_attention(model, tokenizer, max_tokens: int = MAX_TOKENS, a_to_b: bool = False):
+    """The callable `AttentionExplorer` wants: `(sentence[, sentence_b]) -> AttentionMaps`."""
+
+    def maps(text: str, pair: str | None = None) -> AttentionMaps:
+        return bert_attention_maps(model, tokenizer, text, pair, max_tokens, a_to_b)
+
+    return maps
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionTo:
+    """Where one word attends, in every layer and head."""
+
+    sentence: str
+    word: str
+    tokens: list[str]  # the sentence's T tokens, [CLS] and [SEP] included
+    word_positions: list[int]  # the word's WordPiece positions (averaged over when several)
+    weights: np.ndarray  # (L, H, T): the word's attention row in each layer and head
+
+    @property
+    def top_positions(self) -> np.ndarray:
+        """(L, H) position of the most attended token."""
+        return self.weights.argmax(-1)
+
+    def top(self, layer: int, head: int) -> tuple[str, float]:
+        """The most attended token in one layer and head, and its weight."""
+        position = int(self.top_positions[layer, head])
+        return self.tokens[position], float(self.weights[layer, head, position])
+
+    def table(self) -> str:
+        """Plain text: a row per layer, a column per head, "token weight" in each cell."""
+        L, H, _ = self.weights.shape
+        cells = [[f"{t} {w:.2f}" for t, w in (self.top(l, h) for h in range(H))] for l in range(L)]
+        width = max(len(cell) for row in cells for cell in row)
+        header = "      " + " ".join(f"{f'head {h}':>{width}}" for h in range(H))
+        lines = [f"{self.word!r} attends most to (token, weight), per layer and head:", header]
+        lines += [
+            f"layer {l}" + " ".join(f"{c:>{width}}" for c in row) for l, row in enumerate(cells)
+        ]
+        return "\n".join(lines)
+
+    def figure(self, backend: str = "plotly"):
+        """Heatmap with one row per (layer, head) and one column per token."""
+        from tfm_edu.viz.heatmaps import attention_heatmap
+
+        L, H, T = self.weights.shape
+        rows = [f"L{l} H{h}" for l in range(L) for h in range(H)]
+        title = f"where {self.word!r} attends, every layer and head"
+        return attention_heatmap(
+            self.weights.reshape(L * H, T), rows, self.tokens, title=title, backend=backend
+        )
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def attention_to(
+    sentence: str, word: str, model=None, tokenizer=None, occurrence: int = 1
+) -> AttentionTo:
+    """Which token does `word` attend to most, in each layer and head?
+
+    Args:
+        sentence: the text.
+        word: a word of the text (matched without regard to case); a word split into several
+            WordPieces uses the average of their attention rows.
+        model, tokenizer: a BERT and its WordPiece; default: the real all-MiniLM-L6-v2.
+        occurrence: which occurrence of `word` (1 = the first).
+
+    Returns:
+        AttentionTo, whose repr is a table and whose `.figure()` draws all heads.
+    """
+    if model is None or tokenizer is None:
+        model, tokenizer = _minilm()
+    maps = bert_attention_maps(model, tokenizer, sentence)
+    encoding = tokenizer.encoding(sentence, max_length=MAX_TOKENS)
+    start = _find(sentence, word, occurrence)
+    end = start + len(word.strip())
+    positions = [
+        i
+        for i, (a, b) in enumerate(encoding.offsets)
+        if b > a and a >= start and b <= end  # tokens inside the word (not [CLS]/[SEP])
+    ]
+    if not positions:
+        raise ValueError(
+            f"{word!r} at characters {start}-{end} has no token of its own in {encoding.tokens}"
+        )
+    weights = maps.attentions[:, :, positions].mean(axis=2)  # (L, H, T)
+    return AttentionTo(sentence, word, maps.query_tokens, positions, weights)
+
+
+def head_statistics(maps: AttentionMaps | list[AttentionMaps]) -> dict[str, np.ndarray]:
+    """Average share of attention each head gives to [CLS], [SEP], the token itself, the
+    previous and the next token. Queries are the ordinary tokens (not [CLS]/[SEP]); "previous"
+    and "next" only count queries whose neighbour is an ordinary token too, so a head that parks
+    on [CLS] or [SEP] does not pass for a previous- or next-token head.
+
+    Args:
+        maps: self-attention maps of one or several sentences (each (L, H, T, T)).
+
+    Returns:
+        {"cls", "sep", "self", "previous", "next": (L, H) arrays in [0, 1]}, each averaged over
+        the query tokens it applies to, pooled across sentences.
+    """
+    maps = [maps] if isinstance(maps, AttentionMaps) else list(maps)
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for m in maps:
+        if m.key_tokens is not None:
+            raise ValueError("head_statistics needs self-attention maps (key_tokens=None)")
+        tokens = np.array(m.query_tokens)
+        a = m.attentions  # (L, H, T, T)
+        ordinary = (tokens != "[CLS]") & (tokens != "[SEP]")  # (T,)
+        queries = np.flatnonzero(ordinary)  # (Q,)
+        with_previous = queries[ordinary[queries - 1]]  # queries right after an ordinary token
+        with_next = queries[
+            (queries + 1 < len(tokens)) & ordinary[np.minimum(queries + 1, len(tokens) - 1)]
+        ]
+        shares = {
+            "cls": a[:, :, queries][..., tokens == "[CLS]"].sum(-1),  # (L, H, Q)
+            "sep": a[:, :, queries][..., tokens == "[SEP]"].sum(-1),
+            "self": a[:, :, queries, queries],
+            "previous": a[:, :, with_previous, with_previous - 1],
+            "next": a[:, :, with_next, with_next + 1],
+        }
+        for name, share in shares.items():
+            sums[name] = sums.get(name, 0) + share.sum(-1)  # (L, H)
+            counts[name] = counts.get(name, 0) + share.shape[-1]
+    if counts.get("cls", 0) == 0:
+        raise ValueError("no ordinary tokens to measure (only [CLS]/[SEP])")
+    return {name: total / max(counts[name], 1) for name, total in sums.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _minilm():
+    from tfm_edu.pretrained import load_minilm
+
+    return load_minilm()
+
+
+def _find(sentence: str, word: str, occurrence: int) -> int:
+    """Start of the `occurrence`-th whole-word, case-insensitive match of `word`."""
+    if not word.strip():
+        raise ValueError("word is empty")
+    pattern = r"(?<!\w)" + re.escape(word.strip()) + r"(?!\w)"
+    matches = list(re.finditer(pattern, sentence, flags=re.IGNORECASE))
+    if not 1 <= occurrence <= len(matches):
+        raise ValueError(
+            f"{word!r} occurs {len(matches)} time(s) as a word in {sentence!r}; "
+            f"occurrence {occurrence} asked"
+        )
+    return matches[occurrence - 1].start()

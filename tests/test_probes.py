@@ -80,3 +80,30 @@ def test_head_statistics_on_hand_made_maps():
     np.testing.assert_allclose(stats["cls"], [[1 / 3, 1.0]])  # "a" looks back at [CLS]
     np.testing.assert_allclose(stats["sep"], [[0.0, 0.0]])
     np.testing.assert_allclose(stats["next"], [[0.0, 0.0]])
+
+
+def test_norm_weighted_maps_match_a_slot_by_slot_computation(tiny):
+    """f_h(x_j): put key j's head-h value in head h's slot of a zero vector, apply out_proj."""
+    from tfm_edu.viz.probes import norm_weighted_maps
+
+    model, tokenizer = tiny
+    text = "the movie was not bad ."
+    maps = norm_weighted_maps(model, tokenizer, text)
+    np.testing.assert_allclose(maps.attentions.sum(-1), 1.0, atol=1e-6)
+    ids = torch.tensor([tokenizer.encode(text)])
+    with torch.no_grad():
+        x = model.bert.embeddings(ids, torch.zeros_like(ids))[0]  # (T, D): layer 0's input
+        weights = bert_attention_maps(model, tokenizer, text).attentions[0]  # (H, T, T)
+        attention = model.bert.encoder.layers[0].self_attn
+        values = attention.v_proj(x)  # (T, D)
+        H, Dh = attention.num_heads, attention.head_dim
+        norms = np.zeros((H, len(x)))
+        for h in range(H):
+            for j in range(len(x)):
+                slot = torch.zeros(attention.d_model)
+                slot[h * Dh : (h + 1) * Dh] = values[j, h * Dh : (h + 1) * Dh]
+                sent = attention.out_proj(slot) - attention.out_proj.bias  # (D,)
+                norms[h, j] = sent.norm().item()
+    expected = weights * norms[:, None, :]
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(maps.attentions[0], expected, atol=1e-5)

@@ -10,6 +10,9 @@
   to the token itself, to the previous and to the next token. Clark et al., 2019 ("What does
   BERT look at?") found many heads parking their attention on [SEP] or [CLS], and some heads
   following the previous or next token; measuring beats eyeballing a heatmap.
+- `norm_weighted_maps(model, tokenizer, text)`: attention weights times the size of what each key
+  actually sends, ||alpha_ij f(x_j)|| (Kobayashi et al., 2020, "Attention is not only a weight"):
+  a head can put 90% of its weight on [CLS] while [CLS] sends almost nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "AttentionTo",
     "attention_to",
     "head_statistics",
+    "norm_weighted_maps",
 ]
 
 MAX_TOKENS = 128  # longer inputs are truncated (all-MiniLM-L6-v2 was trained on <= 128 tokens)
@@ -218,6 +222,48 @@ def head_statistics(maps: AttentionMaps | list[AttentionMaps]) -> dict[str, np.n
     if counts.get("cls", 0) == 0:
         raise ValueError("no ordinary tokens to measure (only [CLS]/[SEP])")
     return {name: total / max(counts[name], 1) for name, total in sums.items()}
+
+
+def norm_weighted_maps(model, tokenizer, text: str, max_tokens: int = MAX_TOKENS) -> AttentionMaps:
+    """Attention weighted by what each key sends: alpha_ij * ||f_h(x_j)||, rows rescaled to sum 1.
+
+    f_h(x_j) is key j's value vector in head h, mapped by head h's slice of the output
+    projection: exactly the vector head h adds to query i, times alpha_ij. A weight on a key
+    whose f_h(x_j) is tiny moves nothing (Kobayashi et al., 2020).
+
+    Returns:
+        AttentionMaps (L, H, T, T) whose rows are the shares of ||alpha_ij f_h(x_j)||.
+    """
+    import torch
+
+    bert = getattr(model, "bert", model)
+    encoding = tokenizer.encoding(text, max_length=min(max_tokens, bert.config.max_positions))
+    inputs: list[torch.Tensor] = []
+    hooks = [
+        layer.register_forward_pre_hook(lambda _module, args: inputs.append(args[0]))
+        for layer in bert.encoder.layers
+    ]
+    try:
+        with torch.no_grad():
+            device = next(bert.parameters()).device
+            out = bert(torch.tensor([encoding.ids], device=device), output_attentions=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    maps = []
+    for layer, x, weights in zip(bert.encoder.layers, inputs, out.attentions, strict=True):
+        attention = layer.self_attn
+        H, Dh = attention.num_heads, attention.head_dim
+        with torch.no_grad():
+            values = attention.v_proj(x[0]).view(-1, H, Dh)  # (T, H, Dh)
+            out_weight = attention.out_proj.weight.view(-1, H, Dh)  # (D, H, Dh)
+            sent = torch.einsum("thd,ehd->hte", values, out_weight)  # (H, T, D): f_h(x_j)
+            scaled = weights[0] * sent.norm(dim=-1)[:, None, :]  # (H, T, T): alpha_ij ||f_h(x_j)||
+        maps.append(scaled / scaled.sum(-1, keepdim=True).clamp(min=1e-12))  # (H, T, T)
+    stacked = torch.stack(maps).cpu().numpy()  # (L, H, T, T)
+    names = [f"layer {i}" for i in range(len(maps))]
+    note = "norm-weighted: alpha_ij * ||f(x_j)||, rows rescaled to sum to 1"
+    return AttentionMaps(encoding.tokens, stacked, None, names, note)
 
 
 @functools.lru_cache(maxsize=1)

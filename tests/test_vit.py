@@ -1,0 +1,124 @@
+"""tfm_edu.models.vit: patches, the two patch embeddings, shapes, parameter counts, the role of
+the position embeddings, and the checkpoint round trip."""
+
+import pytest
+import torch
+from torch import nn
+
+from tfm_edu.checkpoints import CheckpointError, load_weights, save_checkpoint
+from tfm_edu.models.vit import PatchEmbedding, ViT, ViTConfig, patchify, unpatchify
+
+
+def test_patchify_reading_order_and_values():
+    images = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
+    patches = patchify(images, 4)
+    assert patches.shape == (2, 4, 16)
+    # patch 1 is the top-right 4x4 block, flattened row by row
+    torch.testing.assert_close(patches[0, 1], images[0, 0, :4, 4:].reshape(-1))
+    torch.testing.assert_close(patches[1, 2], images[1, 0, 4:, :4].reshape(-1))
+
+
+@pytest.mark.parametrize(("patch_size", "channels"), [(1, 1), (2, 1), (4, 1), (2, 3), (8, 3)])
+def test_patchify_round_trip(patch_size, channels):
+    images = torch.randn(3, channels, 8, 8)
+    patches = patchify(images, patch_size)
+    assert patches.shape == (3, (8 // patch_size) ** 2, patch_size * patch_size * channels)
+    torch.testing.assert_close(unpatchify(patches, patch_size, channels), images)
+
+
+def test_patchify_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="must divide"):
+        patchify(torch.zeros(1, 1, 8, 8), 3)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        patchify(torch.zeros(8, 8), 2)
+
+
+@pytest.mark.parametrize(("patch_size", "channels"), [(2, 1), (4, 1), (4, 3)])
+def test_linear_and_conv_patch_embeddings_are_equal(patch_size, channels):
+    torch.manual_seed(0)
+    embedding = PatchEmbedding(patch_size, channels, d_model=12)
+    conv = embedding.as_conv2d()
+    assert conv.kernel_size == (patch_size, patch_size) and conv.stride == (patch_size,) * 2
+    images = torch.randn(5, channels, 8, 8)
+    by_conv = conv(images).flatten(2).transpose(1, 2)  # (B, P, D)
+    torch.testing.assert_close(embedding(images), by_conv, atol=1e-5, rtol=1e-5)
+
+
+def test_forward_shapes_and_attentions():
+    config = ViTConfig.tiny()
+    model = ViT(config).eval()
+    out = model(torch.randn(3, 1, 8, 8), return_attention=True)
+    assert out.logits.shape == (3, 10)
+    assert len(out.attentions) == config.num_layers
+    tokens = config.num_patches + 1
+    for weights in out.attentions:
+        assert weights.shape == (3, config.num_heads, tokens, tokens)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(3, config.num_heads, tokens))
+    assert model(torch.randn(2, 1, 8, 8)).attentions == []
+
+
+def test_forward_accepts_numpy_images():
+    model = ViT(ViTConfig.tiny()).eval()
+    images = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(model(images.numpy()).logits, model(images).logits)
+
+
+def test_forward_rejects_wrong_image_shape():
+    model = ViT(ViTConfig.tiny())
+    with pytest.raises(ValueError, match=r"images must be \(B, 1, 8, 8\)"):
+        model(torch.zeros(2, 8, 8))
+    with pytest.raises(ValueError, match=r"images must be \(B, 1, 8, 8\)"):
+        model(torch.zeros(2, 3, 8, 8))
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="must divide image_size"):
+        ViTConfig(patch_size=3)
+    with pytest.raises(ValueError, match="must divide d_model"):
+        ViTConfig(d_model=30, num_heads=4)
+    with pytest.raises(AttributeError):
+        ViTConfig().d_model = 8  # frozen
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_parameter_counts():
+    # patch embedding 16*64+64, [CLS] 64, positions 5*64, 4 layers of 33,216, final norm 128,
+    # head 64*10+10. With 2x2 patches: 4*64+64 and 17*64: the same total, by coincidence.
+    assert _count(ViT(ViTConfig.digits())) == 136_138
+    assert _count(ViT(ViTConfig.digits(patch_size=2))) == 136_138
+    assert _count(ViT(ViTConfig.tiny())) == 5_018
+
+
+def test_vit_base_has_the_papers_86_million_parameters():
+    with torch.device("meta"):  # shapes only, no memory
+        model = ViT(ViTConfig.base())
+    assert ViTConfig.base().num_patches == 196
+    assert _count(model) == 86_567_656  # ViT-B/16 with a 1000-class head, as in timm
+
+
+def test_without_positions_the_model_cannot_tell_where_patches_are():
+    torch.manual_seed(0)
+    model = ViT(ViTConfig.tiny()).eval()
+    images = torch.randn(4, 1, 8, 8)
+    # swap the top-left and bottom-right 4x4 blocks: the same patches in other places
+    swapped = images.clone()
+    swapped[..., :4, :4], swapped[..., 4:, 4:] = images[..., 4:, 4:], images[..., :4, :4]
+    assert not torch.allclose(model(images).logits, model(swapped).logits, atol=1e-4)
+    with torch.no_grad():
+        model.position_embedding.embedding.weight.zero_()
+    torch.testing.assert_close(model(images).logits, model(swapped).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    config = ViTConfig.tiny()
+    model = ViT(config).eval()
+    save_checkpoint(model, tmp_path / "vit", config, command="test")
+    again = load_weights(ViT(config), tmp_path / "vit").eval()
+    images = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(again(images).logits, model(images).logits)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights(ViT(ViTConfig.digits()), tmp_path / "vit")

@@ -122,3 +122,16 @@ def test_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(again(images).logits, model(images).logits)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_weights(ViT(ViTConfig.digits()), tmp_path / "vit")
+
+
+def test_patchify_exercise_check():
+    from tfm_edu.exercises import vit as checks
+
+    assert checks.check_patchify(patchify).passed
+    strips = checks.check_patchify(checks._strips)
+    assert not strips.passed and "strips" in strips.message
+
+    def stub(images, patch_size):
+        raise NotImplementedError
+
+    assert checks.check_patchify(stub).status == "not done"

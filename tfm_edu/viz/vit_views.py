@@ -1,0 +1,240 @@
+"""Chapter 8's pictures: an image cut into patch tokens, attention over the image, what the
+learned position embeddings learned, and where the classifier goes wrong.
+
+Images are drawn with matplotlib (`imshow` is the natural tool for pixels, and the figures show
+on GitHub too). Every function takes arrays and returns a `Figure`; the data comes from
+`tfm_edu.viz.rollout` and the model. `ViTAttentionExplorer` (in `vit_explorer.py`) is the widget
+built from `attention_overlay`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfm_edu.viz._common import new_matplotlib_figure
+from tfm_edu.viz.rollout import patch_grid
+
+__all__ = [
+    "patches_figure",
+    "attention_overlay",
+    "cls_attention_figure",
+    "position_similarity",
+    "position_similarity_figure",
+    "confusion_figure",
+    "examples_figure",
+]
+
+IMAGE_CMAP = "gray_r"  # white paper, black ink, like the scans
+MAP_CMAP = "inferno"
+
+
+def _image(image) -> np.ndarray:
+    """(H, W) float array from (H, W), (1, H, W) or a tensor."""
+    array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    array = np.squeeze(array)
+    if array.ndim != 2:
+        raise ValueError(f"image must be (H, W) or (1, H, W), got shape {np.shape(image)}")
+    return array.astype(np.float64)
+
+
+def patches_figure(image, patch_size: int, title: str | None = None):
+    """Image -> patches -> tokens: the image with its patch grid, the patches pulled apart in
+    reading order, and each patch flattened into the row of numbers the Linear layer reads.
+
+    Args:
+        image: (H, W) or (1, H, W), one grey image.
+        patch_size: side of a patch; must divide H and W.
+    """
+    pixels = _image(image)  # (H, W)
+    side = pixels.shape[0] // patch_size
+    if pixels.shape[0] != pixels.shape[1] or pixels.shape[0] % patch_size:
+        raise ValueError(
+            f"image must be square with patch_size={patch_size} dividing its side, "
+            f"got {pixels.shape}"
+        )
+    count = side * side
+    fig = new_matplotlib_figure(10, 3.2)
+    grid = fig.add_gridspec(2, 3, width_ratios=[1, 1, 1.6], height_ratios=[1, 1])
+    ax = fig.add_subplot(grid[:, 0])
+    ax.imshow(pixels, cmap=IMAGE_CMAP)
+    for k in range(1, side):
+        ax.axhline(k * patch_size - 0.5, color="tab:red", lw=2)
+        ax.axvline(k * patch_size - 0.5, color="tab:red", lw=2)
+    ax.set_title(f"{pixels.shape[0]}x{pixels.shape[1]} image")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    patch_grid_spec = grid[:, 1].subgridspec(side, side, wspace=0.25, hspace=0.25)
+    patches = pixels.reshape(side, patch_size, side, patch_size).transpose(0, 2, 1, 3)
+    vmin, vmax = pixels.min(), pixels.max()
+    for i in range(count):
+        sub = fig.add_subplot(patch_grid_spec[i // side, i % side])
+        sub.imshow(patches[i // side, i % side], cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax)
+        sub.set_xticks([])
+        sub.set_yticks([])
+        if count <= 16:
+            sub.set_title(f"patch {i}", fontsize=7, pad=2)
+    ax = fig.add_subplot(grid[:, 2])
+    rows = patches.reshape(count, patch_size * patch_size)  # (P, p*p)
+    ax.imshow(rows, cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_yticks(range(count), [f"token {i}" for i in range(count)], fontsize=7)
+    ax.set_xlabel(f"{patch_size * patch_size} pixel values -> Linear -> D numbers")
+    ax.set_title("flattened patches (one token each)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def attention_overlay(
+    image,
+    values,
+    patch_size: int,
+    title: str | None = None,
+    ax=None,
+    alpha: float = 0.6,
+):
+    """One value per patch drawn as colour over the (grey) image.
+
+    Args:
+        image: (H, W) or (1, H, W).
+        values: (P,) e.g. the [CLS] row of a rollout without its first column; rescaled to 0..1
+            for colour (the title should say what the values are).
+        patch_size: side of a patch.
+        ax: draw into this matplotlib Axes (default: a new figure).
+    """
+    pixels = _image(image)  # (H, W)
+    heat = patch_grid(values, pixels.shape[0], patch_size)  # (H, W)
+    span = heat.max() - heat.min()
+    heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    fig = None
+    if ax is None:
+        fig = new_matplotlib_figure(2.4, 2.6)
+        ax = fig.add_subplot()
+    ax.imshow(pixels, cmap=IMAGE_CMAP)
+    ax.imshow(heat, cmap=MAP_CMAP, alpha=alpha, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    return fig if fig is not None else ax.figure
+
+
+def cls_attention_figure(image, cls_maps, rollout, patch_size: int, title: str | None = None):
+    """What [CLS] reads from each patch: one row per layer (a column per head, then the head
+    mean), and a last row with the image and the rollout.
+
+    Args:
+        image: (H, W) or (1, H, W).
+        cls_maps: (L, H, P) from `tfm_edu.viz.rollout.cls_attention`.
+        rollout: (P,) the [CLS] row of `attention_rollout` without its first column.
+        patch_size: side of a patch.
+    """
+    cls_maps = np.asarray(cls_maps)
+    if cls_maps.ndim != 3:
+        raise ValueError(f"cls_maps must be (L, H, P), got shape {cls_maps.shape}")
+    L, H, _ = cls_maps.shape
+    fig = new_matplotlib_figure(1.3 * (H + 1), 1.35 * (L + 1))
+    axes = fig.subplots(L + 1, H + 1, squeeze=False)
+    for layer in range(L):
+        for head in range(H + 1):
+            values = cls_maps[layer, head] if head < H else cls_maps[layer].mean(0)
+            name = f"head {head}" if head < H else "mean"
+            attention_overlay(image, values, patch_size, f"layer {layer} {name}", axes[layer, head])
+    axes[L, 0].imshow(_image(image), cmap=IMAGE_CMAP)
+    axes[L, 0].set_title("image", fontsize=8)
+    attention_overlay(image, rollout, patch_size, "rollout", axes[L, 1])
+    for ax in axes[L]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[L, 2:]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def position_similarity(embeddings) -> np.ndarray:
+    """Cosine similarity between every pair of learned position vectors.
+
+    Args:
+        embeddings: (P, D) the patches' position vectors (without [CLS]'s).
+
+    Returns:
+        (P, P), 1 on the diagonal.
+    """
+    vectors = embeddings.detach().cpu().numpy() if hasattr(embeddings, "detach") else embeddings
+    vectors = np.asarray(vectors, dtype=np.float64)
+    if vectors.ndim != 2:
+        raise ValueError(f"embeddings must be (P, D), got shape {vectors.shape}")
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # (P, D)
+    return unit @ unit.T  # (P, P)
+
+
+def position_similarity_figure(similarity, title: str | None = None):
+    """The ViT paper's figure 7 (centre): for each patch position, a small map of how similar
+    its position vector is to every other position's, drawn at that patch's place in the grid.
+
+    Args:
+        similarity: (P, P) from `position_similarity`, P a square number.
+    """
+    similarity = np.asarray(similarity)
+    count = similarity.shape[0]
+    side = round(count**0.5)
+    if similarity.shape != (count, count) or side * side != count:
+        raise ValueError(f"similarity must be (P, P) with P a square, got {similarity.shape}")
+    fig = new_matplotlib_figure(1.0 + 0.9 * side, 0.9 * side + 0.4)
+    axes = fig.subplots(side, side, squeeze=False)
+    for i in range(count):
+        ax = axes[i // side, i % side]
+        image = ax.imshow(similarity[i].reshape(side, side), cmap="viridis", vmin=-1, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
+    fig.supylabel("patch row")
+    fig.supxlabel("patch column")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def confusion_figure(labels, predictions, title: str | None = None):
+    """Confusion matrix of digits: true digit down, predicted digit across, counts in cells."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape or labels.ndim != 1:
+        raise ValueError(
+            f"labels and predictions must both be (N,), got {labels.shape} and {predictions.shape}"
+        )
+    counts = np.zeros((10, 10), dtype=int)
+    np.add.at(counts, (labels, predictions), 1)
+    fig = new_matplotlib_figure(4.2, 3.8)
+    ax = fig.add_subplot()
+    ax.imshow(np.log1p(counts), cmap="Blues")
+    for (t, p), n in np.ndenumerate(counts):
+        if n:
+            color = "white" if t == p else "tab:red"
+            ax.text(p, t, str(n), ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title or f"{(labels == predictions).sum()} of {len(labels)} right")
+    return fig
+
+
+def examples_figure(images, captions: list[str], columns: int = 8, title: str | None = None):
+    """A row (or rows) of small images with a caption under each, e.g. misclassified digits."""
+    images = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    if len(images) == 0:
+        raise ValueError("no images to show")
+    rows = -(-len(images) // columns)
+    fig = new_matplotlib_figure(1.15 * columns, 1.35 * rows + (0.3 if title else 0))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
+        ax.imshow(_image(image), cmap=IMAGE_CMAP)
+        ax.set_title(caption, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -9,7 +9,7 @@ Everything here loads from local files only (no hub, no network):
 
 from __future__ import annotations
 
-__all__: list[str] = ["load_minilm", "minilm_dir", "minilm_name", "MINILM_INSTALL"]
+__all__: list[str] = ["load_minilm", "minilm_dir", "minilm_name", "MINILM_INSTALL", "digits_vit"]
 
 
 # --- chapter 7: all-MiniLM-L6-v2 -------------------------------------------------------------
@@ -134,3 +134,31 @@ def load_minilm(device=None):
     model.load_state_dict(state, strict=True)
     tokenizer = WordPiece.from_file(folder.joinpath("vocab.txt"), lowercase=True)
     return model.to(device or "cpu").eval(), tokenizer
+
+
+# --- chapter 8: the Vision Transformer on 8x8 digits ---------------------------------------------
+
+_DIGITS_VIT = {4: "digits_vit", 2: "digits_vit_patch2"}
+
+
+def digits_vit(patch_size: int = 4, device=None):
+    """Chapter 8's ViT trained on scikit-learn's 8x8 digits, from `data/digits_vit.*`.
+
+    Args:
+        patch_size: 4 (the shipped model, 4 patches of 4x4 pixels) or 2 (the 2x2-patch model
+            from `python -m tfm_edu.train vit-digits --baselines`, kept for its finer maps).
+        device: where to put the model (default: cpu).
+
+    Returns:
+        A `tfm_edu.models.vit.ViT` in eval mode; it takes `tfm_edu.data.digits.load()`'s images
+        (N, 1, 8, 8) and returns `.logits` (N, 10). The card (`load_card("digits_vit")`) holds
+        the command that made it and the test accuracy it reached.
+    """
+    from tfm_edu.checkpoints import load_card, load_weights
+    from tfm_edu.models.vit import ViT, ViTConfig
+
+    if patch_size not in _DIGITS_VIT:
+        raise ValueError(f"patch_size must be one of {sorted(_DIGITS_VIT)}, got {patch_size!r}")
+    name = _DIGITS_VIT[patch_size]
+    model = ViT(ViTConfig(**load_card(name)["config"]))
+    return load_weights(model, name).to(device or "cpu").eval()

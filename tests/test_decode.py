@@ -1,0 +1,146 @@
+"""tfm_edu.decode: greedy and beam search against brute force on small Markov models."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from tfm_edu.decode import (
+    Generated,
+    beam_search,
+    greedy,
+    reorder_state,
+    sequence_log_prob,
+)
+
+V, PAD, BOS, EOS = 5, 0, 1, 2
+
+
+def markov_step(table: torch.Tensor):
+    """A model whose next-token logits depend on the last token and on a per-row bias."""
+
+    def step(tokens, state):
+        return table[tokens[:, -1]] + state["bias"], state  # (N, V)
+
+    return step
+
+
+def _random_model(seed: int, batch: int = 3):
+    generator = torch.Generator().manual_seed(seed)
+    table = torch.randn(V, V, generator=generator) * 2  # (V, V)
+    bias = torch.randn(batch, V, generator=generator)  # (B, V)
+    prompt = torch.full((batch, 1), BOS)  # (B, 1)
+    return markov_step(table), prompt, {"bias": bias}
+
+
+def _brute_force(step, prompt, state, max_len, length_penalty):
+    """Best score over every sequence (ending in EOS, or max_len tokens without one), per row."""
+    B = prompt.shape[0]
+    best = torch.full((B,), float("-inf"))
+    for length in range(1, max_len + 1):
+        seqs = [
+            seq
+            for seq in itertools.product(range(V), repeat=length)
+            if EOS not in seq[:-1] and (length == max_len or seq[-1] == EOS)
+        ]
+        M = len(seqs)
+        rows = torch.arange(B).repeat_interleave(M)  # (B*M,) every sequence for every row
+        tokens = torch.tensor(seqs).repeat(B, 1)  # (B*M, length)
+        log_prob, n = sequence_log_prob(
+            step, prompt[rows], reorder_state(state, rows), tokens, eos_id=EOS
+        )  # (B*M,) each
+        scores = (log_prob / n.float() ** length_penalty).reshape(B, M)  # (B, M)
+        best = torch.maximum(best, scores.max(dim=1).values)
+    return best
+
+
+def test_greedy_takes_the_argmax_and_stops_at_eos():
+    table = torch.full((V, V), -5.0)
+    table[BOS, 3] = table[3, 4] = table[4, EOS] = 5.0  # BOS -> 3 -> 4 -> EOS
+    bias = torch.zeros(2, V)
+    bias[1, EOS] = 20.0  # row 1 stops at once
+    out = greedy(markov_step(table), torch.full((2, 1), BOS), {"bias": bias},
+                 max_new_tokens=6, eos_id=EOS)  # fmt: skip
+    assert out.tokens.tolist() == [[3, 4, EOS], [EOS, PAD, PAD]]
+    assert out.length.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_of_one_is_greedy(seed):
+    step, prompt, state = _random_model(seed)
+    a = greedy(step, prompt, state, max_new_tokens=6, eos_id=EOS)
+    b = beam_search(step, prompt, state, beam_size=1, max_new_tokens=6, eos_id=EOS)
+    assert torch.equal(a.tokens, b.tokens)
+    torch.testing.assert_close(a.log_prob, b.log_prob)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_a_beam_holding_every_prefix_finds_the_exact_optimum(seed, length_penalty):
+    step, prompt, state = _random_model(seed)
+    best = _brute_force(step, prompt, state, 4, length_penalty)
+    out = beam_search(step, prompt, state, beam_size=V**4, max_new_tokens=4, eos_id=EOS,
+                      length_penalty=length_penalty)  # fmt: skip
+    torch.testing.assert_close(out.score(length_penalty), best)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_beam_scores_at_least_greedy(seed):
+    step, prompt, state = _random_model(seed, batch=8)
+    g = greedy(step, prompt, state, max_new_tokens=6, eos_id=EOS)
+    for k in (2, 4):
+        b = beam_search(step, prompt, state, beam_size=k, max_new_tokens=6, eos_id=EOS)
+        assert (b.score() >= g.score() - 1e-6).all()
+
+
+def test_beam_finds_what_greedy_misses():
+    # BOS -> 3 (p=.6) then a flat distribution; BOS -> 4 (p=.4) then a sure EOS.
+    table = torch.full((V, V), -30.0)
+    table[BOS, 3], table[BOS, 4] = torch.tensor([0.6, 0.4]).log()
+    table[3] = 0.0
+    table[4, EOS] = 0.0
+    state = {"bias": torch.zeros(1, V)}
+    prompt = torch.full((1, 1), BOS)
+    g = greedy(markov_step(table), prompt, state, max_new_tokens=2, eos_id=EOS)
+    b = beam_search(markov_step(table), prompt, state, beam_size=2, max_new_tokens=2, eos_id=EOS)
+    assert g.tokens[0, 0] == 3 and b.tokens.tolist() == [[4, EOS]]
+    assert b.score() > g.score()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reported_log_probs_are_the_models(seed):
+    step, prompt, state = _random_model(seed)
+    for out in (
+        greedy(step, prompt, state, max_new_tokens=5, eos_id=EOS),
+        beam_search(step, prompt, state, beam_size=3, max_new_tokens=5, eos_id=EOS),
+    ):
+        log_prob, length = sequence_log_prob(step, prompt, state, out.tokens, eos_id=EOS)
+        torch.testing.assert_close(out.log_prob, log_prob)
+        assert torch.equal(out.length, length)
+
+
+def test_reorder_state_reaches_nested_tensors():
+    state = {"memory": torch.arange(3)[:, None], "cache": [(torch.arange(3), None)], "n": 2}
+    out = reorder_state(state, torch.tensor([2, 2, 0]))
+    assert out["memory"][:, 0].tolist() == [2, 2, 0]
+    assert out["cache"][0][0].tolist() == [2, 2, 0] and out["n"] == 2
+
+
+def test_score_applies_the_length_penalty():
+    out = Generated(torch.zeros(2, 4), torch.tensor([-4.0, -4.0]), torch.tensor([4, 2]))
+    torch.testing.assert_close(out.score(1.0), torch.tensor([-1.0, -2.0]))
+    torch.testing.assert_close(out.score(0.0), torch.tensor([-4.0, -4.0]))
+
+
+def test_bad_arguments_are_named():
+    step, prompt, state = _random_model(0)
+    with pytest.raises(ValueError, match="beam_size"):
+        beam_search(step, prompt, state, beam_size=0, max_new_tokens=3, eos_id=EOS)
+    with pytest.raises(ValueError, match="prompt must be"):
+        greedy(step, prompt[:, 0], state, max_new_tokens=3, eos_id=EOS)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        greedy(step, prompt, state, max_new_tokens=0, eos_id=EOS)
+    with pytest.raises(ValueError, match="int64"):
+        greedy(step, prompt.float(), state, max_new_tokens=2, eos_id=EOS)

@@ -1,0 +1,132 @@
+"""tfm_edu.models.seq2seq: shapes, masks, tied weights, decoding hooks, Translator inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tfm_edu import decode
+from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
+from tfm_edu.tokenize import CharTokenizer
+
+TOKENIZER = CharTokenizer("abc0123 -")
+B, S, T = 3, 6, 4
+
+
+def _model(**changes) -> Seq2SeqTransformer:
+    torch.manual_seed(0)
+    config = Seq2SeqConfig.tiny(TOKENIZER.vocab_size)
+    config = Seq2SeqConfig(**{**config.__dict__, "max_source_len": 12, "max_target_len": 8,
+                              **changes})  # fmt: skip
+    return Seq2SeqTransformer(config).eval()
+
+
+def _inputs():
+    generator = torch.Generator().manual_seed(1)
+    source = torch.randint(4, TOKENIZER.vocab_size, (B, S), generator=generator)  # (B, S)
+    source[1, 4:] = TOKENIZER.pad_id  # a shorter source
+    target = torch.randint(4, TOKENIZER.vocab_size, (B, T), generator=generator)  # (B, T)
+    target[:, 0] = TOKENIZER.bos_id
+    return source, target
+
+
+def test_shapes_and_attention_maps():
+    model = _model()
+    source, target = _inputs()
+    out = model(source, target, return_attention=True)
+    V, H = TOKENIZER.vocab_size, model.config.num_heads
+    assert out.logits.shape == (B, T, V)
+    assert [m.shape for m in out.encoder_attentions] == [(B, H, S, S)]
+    assert [m.shape for m in out.decoder_attentions] == [(B, H, T, T)]
+    assert [m.shape for m in out.cross_attentions] == [(B, H, T, S)]
+    assert (out.cross_attentions[0][1, :, :, 4:] == 0).all()  # padding gets no attention
+    assert model(source, target).cross_attentions == []
+
+
+def test_parameter_count_and_tied_embeddings():
+    model = _model()
+    assert model.output.weight is model.embedding.weight
+    D, FF, V = 16, 32, TOKENIZER.vocab_size
+    attention, feed_forward = 4 * (D * D + D), 2 * D * FF + FF + D
+    encoder = attention + feed_forward + 2 * 2 * D + 2 * D  # + final pre-LN norm
+    decoder = 2 * attention + feed_forward + 3 * 2 * D + 2 * D
+    assert sum(p.numel() for p in model.parameters()) == V * D + encoder + decoder
+
+
+def test_the_causal_mask_hides_later_target_tokens():
+    source, target = _inputs()
+    changed = target.clone()
+    changed[:, 2:] = (changed[:, 2:] + 1) % TOKENIZER.vocab_size
+    model = _model()
+    before, after = model(source, target).logits, model(source, changed).logits
+    torch.testing.assert_close(before[:, :2], after[:, :2])
+    assert not torch.allclose(before[:, 2:], after[:, 2:])
+    cheater = _model(causal=False)  # chapter 5's leak: the future reaches the past
+    assert not torch.allclose(cheater(source, target).logits[:, :2],
+                              cheater(source, changed).logits[:, :2])  # fmt: skip
+
+
+def test_source_padding_changes_nothing():
+    model = _model()
+    source, target = _inputs()
+    padded = torch.cat([source, torch.zeros(B, 3, dtype=torch.long)], dim=1)  # (B, S + 3)
+    torch.testing.assert_close(model(source, target).logits, model(padded, target).logits)
+
+
+def test_step_is_the_last_position_of_forward():
+    model = _model()
+    source, target = _inputs()
+    logits, state = model.step(target, model.start_state(source))
+    torch.testing.assert_close(logits, model(source, target).logits[:, -1])
+    assert state["memory"].shape == (B, S, model.config.d_model)
+
+
+def test_decoders_run_on_the_model():
+    model = _model()
+    source, _ = _inputs()
+    prompt = torch.full((B, 1), TOKENIZER.bos_id)
+    state = model.start_state(source)
+    g = decode.greedy(model.step, prompt, state, max_new_tokens=7, eos_id=TOKENIZER.eos_id)
+    b1 = decode.beam_search(model.step, prompt, state, beam_size=1, max_new_tokens=7,
+                            eos_id=TOKENIZER.eos_id)  # fmt: skip
+    b3 = decode.beam_search(model.step, prompt, state, beam_size=3, max_new_tokens=7,
+                            eos_id=TOKENIZER.eos_id)  # fmt: skip
+    assert torch.equal(g.tokens, b1.tokens)
+    assert (b3.score() >= g.score() - 1e-6).all()
+
+
+def test_bad_shapes_are_named():
+    model = _model()
+    source, target = _inputs()
+    with pytest.raises(ValueError, match="source has length 13"):
+        model(torch.ones(B, 13, dtype=torch.long), target)
+    with pytest.raises(ValueError, match="int64"):
+        model(source.float(), target)
+    with pytest.raises(ValueError, match="disagree on B"):
+        model(source[:2], target)
+
+
+def test_translator_input_rules():
+    translator = Translator(_model(), TOKENIZER)
+    assert translator.translate([]) == []
+    out = translator.translate(["  ab 12 ", "c-3"], beam_size=2)  # untrained: any string
+    assert len(out) == 2 and all(isinstance(o, str) for o in out)
+    with pytest.raises(ValueError, match="text 1 is empty"):
+        translator.translate(["ab", "   "])
+    with pytest.raises(ValueError, match=r"outside the vocabulary: \['!', 'z'\]"):
+        translator.translate(["ab!z"])
+    with pytest.raises(ValueError, match="13 characters, more than the 12"):
+        translator.translate(["a" * 13])
+    with pytest.raises(ValueError, match="list of strings"):
+        translator.translate("ab")
+    with pytest.raises(ValueError, match="tokenizer has"):
+        Translator(_model(), CharTokenizer("ab"))
+
+
+def test_translator_cross_attention_for_the_widgets():
+    pytest.importorskip("tfm_edu.viz")
+    maps = Translator(_model(), TOKENIZER).cross_attention(" ab 12")
+    assert maps.key_tokens == list("ab 12")
+    assert maps.layer_names == ["cross 1"]
+    assert maps.attentions.shape == (1, 2, len(maps.query_tokens), 5)
+    assert abs(maps.attentions.sum(-1) - 1).max() < 1e-5

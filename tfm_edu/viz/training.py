@@ -1,0 +1,144 @@
+"""Drawing training runs: loss curves (`plot_history`) and learning-rate schedules.
+
+Both take plain data (a `tfm_edu.train.History`, or a schedule function `step -> multiplier`)
+and return a matplotlib `Figure` that is not registered with pyplot, so a notebook shows it once.
+Pass a dict {name: ...} to compare runs or schedules on the same axes (post-LN vs pre-LN, a
+model with and without its causal mask, cosine vs inverse-square-root decay...).
+
+The warm-up + decay schedule is the one of Vaswani et al. (2017), section 5.3, with a cosine
+variant (Loshchilov & Hutter, 2017, "SGDR").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from tfm_edu.viz import _common as common
+
+__all__ = ["smooth", "plot_history", "plot_schedule"]
+
+
+def smooth(values, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far); (N,) -> (N,)."""
+    values = np.asarray(values, dtype=np.float64)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))  # (N + 1,)
+    ends = np.arange(1, len(values) + 1)  # (N,)
+    starts = np.maximum(0, ends - window)  # (N,)
+    return (cumulative[ends] - cumulative[starts]) / (ends - starts)  # (N,)
+
+
+def plot_history(
+    history,
+    *,
+    metrics: list[str] | None = None,
+    window: int = 20,
+    log_loss: bool = False,
+    title: str | None = None,
+):
+    """Loss per step (faint) with its moving average, and evaluated metrics in a second panel.
+
+    Args:
+        history: a `tfm_edu.train.History` (anything with `steps`, `loss` and `evals`), or a
+            dict {run name: History} to compare runs.
+        metrics: which evaluated metrics to draw (default: every metric found in `evals`).
+        window: steps in the moving average of the loss.
+        log_loss: draw the loss on a log scale.
+        title: the figure's title.
+
+    Returns:
+        A matplotlib Figure: one panel (loss), or two when there are evaluations.
+    """
+    runs = _as_runs(history)
+    found = sorted({k for run in runs.values() for e in run.evals for k in e if k != "step"})
+    metrics = found if metrics is None else list(metrics)
+    missing = [m for m in metrics if m not in found]
+    if missing:
+        raise ValueError(f"metrics {missing} were never evaluated; found {found}")
+    fig = common.new_matplotlib_figure(10.0 if metrics else 5.5, 3.6)
+    axes = fig.subplots(1, 2 if metrics else 1, squeeze=False)[0]
+    colors = _colors(len(runs))
+    for (name, run), color in zip(runs.items(), colors, strict=True):
+        axes[0].plot(run.steps, run.loss, color=color, alpha=0.25, linewidth=0.8)
+        axes[0].plot(run.steps, smooth(run.loss, window), color=color, label=name)
+        for metric, style in zip(metrics, ["-", "--", ":", "-."] * 4, strict=False):
+            steps = [e["step"] for e in run.evals if metric in e]
+            values = [e[metric] for e in run.evals if metric in e]
+            label = metric if len(runs) == 1 else f"{name}: {metric}"
+            axes[1].plot(steps, values, style, marker="o", color=color, label=label)
+    axes[0].set(xlabel="step", ylabel="training loss", title=f"loss (moving average of {window})")
+    if log_loss:
+        axes[0].set_yscale("log")
+    if len(runs) > 1:
+        axes[0].legend(fontsize=8)
+    if metrics:
+        axes[1].set(xlabel="step", ylabel="value", title="evaluations")
+        axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_schedule(
+    multiplier: Callable[[int], float] | Mapping[str, Callable[[int], float]],
+    steps: int,
+    *,
+    base_lr: float = 1.0,
+    warmup_steps: int | None = None,
+    title: str | None = None,
+):
+    """The learning rate at each step: base_lr * multiplier(step).
+
+    Args:
+        multiplier: a function step -> multiplier (e.g. `tfm_edu.train.warmup_schedule(...)`),
+            or a dict {name: function} to compare schedules.
+        steps: how many steps to draw (>= 1).
+        base_lr: the peak learning rate the multiplier scales.
+        warmup_steps: if given, a dotted line marks the end of the warm-up.
+        title: the axes' title.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    schedules = multiplier if isinstance(multiplier, Mapping) else {"schedule": multiplier}
+    if not schedules or not all(callable(f) for f in schedules.values()):
+        raise ValueError("multiplier must be a function step -> float, or a dict of them")
+    fig = common.new_matplotlib_figure(5.5, 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(steps)
+    for (name, fn), color in zip(schedules.items(), _colors(len(schedules)), strict=True):
+        ax.plot(x, [base_lr * fn(int(s)) for s in x], color=color, label=name)
+    if warmup_steps:
+        ax.axvline(
+            warmup_steps, color="gray", linestyle=":", label=f"end of warm-up ({warmup_steps})"
+        )
+    ax.set(xlabel="step", ylabel="learning rate", title=title or "learning-rate schedule")
+    ax.set_ylim(bottom=0)
+    if len(schedules) > 1 or warmup_steps:
+        ax.legend(fontsize=8)
+    return fig
+
+
+def _as_runs(history) -> dict:
+    runs = dict(history) if isinstance(history, Mapping) else {"training": history}
+    if not runs:
+        raise ValueError("history is an empty dict: pass a History or {name: History}")
+    for name, run in runs.items():
+        if not all(hasattr(run, a) for a in ("steps", "loss", "evals")):
+            raise ValueError(f"{name!r} is a {type(run).__name__}, not a History")
+        if len(run.loss) == 0 or len(run.loss) != len(run.steps):
+            raise ValueError(
+                f"{name!r} has {len(run.loss)} losses for {len(run.steps)} steps: nothing to plot"
+            )
+    return runs
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    return [colormaps["tab10"](i % 10) for i in range(n)]

@@ -9,7 +9,55 @@ Everything here loads from local files only (no hub, no network):
 
 from __future__ import annotations
 
-__all__: list[str] = ["load_minilm", "minilm_dir", "minilm_name", "MINILM_INSTALL", "digits_vit"]
+__all__: list[str] = [
+    "date_translator",
+    "load_minilm",
+    "minilm_dir",
+    "minilm_name",
+    "MINILM_INSTALL",
+    "digits_vit",
+]
+
+
+# --- chapter 5: the date translator ------------------------------------------------------------
+
+
+def date_translator(name: str = "date_translator", device=None):
+    """Chapter 5's trained date translator, from `data/date_translator.*`, ready to use.
+
+    >>> date_translator().translate(["3rd of March 1998", "tue 3 mar 1998"])
+    ['1998-03-03', '1998-03-03']
+
+    Args:
+        name: the checkpoint's name in `data/` (or a path without suffix).
+        device: where to put the model (default: cpu).
+
+    Returns:
+        A `tfm_edu.models.seq2seq.Translator`: `translate(texts, beam_size=1) -> list[str]`,
+        `cross_attention(text)` for the widgets, `.model`, `.tokenizer`, and `.card` (the JSON
+        card: config, the command that made it, test exact match). Surrounding spaces are
+        stripped; empty texts, texts over `max_input_chars` and characters outside the
+        vocabulary raise ValueError naming them.
+
+    Raises:
+        CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
+    """
+    from tfm_edu.checkpoints import CheckpointError, _stem, load_card, load_weights
+    from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
+    from tfm_edu.tokenize import CharTokenizer
+
+    card = load_card(name)
+    try:
+        if card.get("model") != "Seq2SeqTransformer":
+            raise ValueError(f"it describes a {card.get('model')!r}")
+        config = Seq2SeqConfig(**card["config"])
+        tokenizer = CharTokenizer.from_dict(card["tokenizer"])
+        model = Seq2SeqTransformer(config)
+    except (KeyError, TypeError, ValueError) as error:
+        card_path = _stem(name).with_suffix(".json")
+        raise CheckpointError(f"{card_path}: not a Seq2SeqTransformer card ({error!r})") from None
+    load_weights(model, name)
+    return Translator(model.to(device or "cpu").eval(), tokenizer, card)
 
 
 # --- chapter 7: all-MiniLM-L6-v2 -------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""Views run headless, return figures for NumPy and torch input, and reject mismatched labels."""
+
+import matplotlib.figure
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from tfm_edu.numpy_attention import causal_mask, padding_mask, softmax
+from tfm_edu.positional import sinusoidal_encoding
+from tfm_edu.viz import (
+    AttentionMaps,
+    as_attention_maps,
+    attention_grid,
+    attention_heatmap,
+    encoding_heatmap,
+    encoding_waves,
+    mask_heatmap,
+    similarity_by_offset,
+)
+from tfm_edu.viz._common import ZERO_WIDTH_SPACE
+
+TOKENS = ["the", "cat", "saw", "the", "dog"]
+
+
+def _weights(*shape, seed=0):
+    return softmax(np.random.default_rng(seed).standard_normal(shape))
+
+
+def _visible(labels):
+    return [str(label).replace(ZERO_WIDTH_SPACE, "") for label in labels]
+
+
+@pytest.mark.parametrize("to_input", [np.asarray, torch.from_numpy], ids=["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["plotly", "matplotlib"])
+def test_every_view_returns_a_figure(to_input, backend):
+    expected = go.Figure if backend == "plotly" else matplotlib.figure.Figure
+    table = sinusoidal_encoding(20, 8)
+    figures = [
+        attention_heatmap(to_input(_weights(5, 5)), TOKENS, backend=backend),
+        attention_grid(to_input(_weights(2, 3, 5, 5)), TOKENS, backend=backend),
+        attention_grid(to_input(_weights(5, 5, 5)), TOKENS, backend=backend),
+        mask_heatmap(to_input(causal_mask(5)), TOKENS, backend=backend),
+        encoding_heatmap(to_input(table), backend=backend),
+        encoding_waves(to_input(table), [0, 1, 6], backend=backend),
+        similarity_by_offset(to_input(table), [0, 10], backend=backend),
+    ]
+    assert all(isinstance(fig, expected) for fig in figures)
+
+
+def test_heatmap_keeps_repeated_tokens_and_shows_weights_in_hover():
+    w = _weights(5, 5)
+    fig = attention_heatmap(w, TOKENS, title="t")
+    heatmap = fig.data[0]
+    assert len(set(heatmap.x)) == 5 and len(set(heatmap.y)) == 5  # two "the" stay two columns
+    assert _visible(heatmap.x) == TOKENS
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.autorange == "reversed"
+    assert (heatmap.zmin, heatmap.zmax) == (0.0, 1.0)
+    assert "%{z" in heatmap.hovertemplate and "%{x}" in heatmap.hovertemplate
+    np.testing.assert_allclose(heatmap.z, w, atol=1e-4)
+
+
+def test_numeric_and_html_like_labels_stay_categories():
+    fig = attention_heatmap(_weights(3, 3), ["1", "<s>", "2"])
+    assert fig.layout.xaxis.type == "category"  # "1", "2" must not become a numeric axis
+    assert _visible(fig.data[0].x) == ["1", "&lt;s&gt;", "2"]  # plotly reads labels as HTML
+
+
+def test_cross_attention_labels_and_matplotlib_into_given_axes():
+    fig = attention_heatmap(_weights(2, 4), ["a", "b"], ["w", "x", "y", "z"])
+    assert _visible(fig.data[0].x) == ["w", "x", "y", "z"]
+    figure = matplotlib.figure.Figure()
+    ax = figure.add_subplot()
+    assert attention_heatmap(_weights(2, 2), ["$a", "b"], backend="matplotlib", ax=ax) is figure
+    assert [t.get_text() for t in ax.get_yticklabels()] == [r"\$a", "b"]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: attention_heatmap(_weights(5, 5), TOKENS[:4]), "4 labels but the weights"),
+        (lambda: attention_heatmap(_weights(5, 6), TOKENS), "5 query_labels"),
+        (lambda: attention_heatmap(_weights(5, 6), TOKENS, ["k"] * 5), "key_labels has 5"),
+        (lambda: attention_heatmap(_weights(2, 5, 5), TOKENS), r"\(T, S\)"),
+        (lambda: attention_grid(_weights(5, 5), TOKENS), r"\(R, C, T, S\) or \(H, T, S\)"),
+        (lambda: attention_grid(_weights(2, 3, 5, 5), TOKENS[:3]), "3 labels"),
+        (lambda: attention_grid(_weights(2, 3, 5, 5), TOKENS, row_titles=["a"]), "R=2"),
+        (lambda: attention_grid(_weights(3, 5, 5), TOKENS, row_titles=["a"]), "row_titles"),
+        (lambda: attention_heatmap(_weights(5, 5), TOKENS, backend="bokeh"), "backend"),
+        (lambda: mask_heatmap(np.ones((5, 5)), TOKENS), "boolean"),
+        (lambda: mask_heatmap(causal_mask(4), TOKENS), "5 labels .* 4 queries"),
+        (lambda: encoding_waves(np.zeros((4, 3)), [3]), r"0\.\.2"),
+        (lambda: similarity_by_offset(np.zeros((4, 3)), [4]), r"0\.\.3"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_it(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_grid_shapes_titles_and_shared_colour_scale():
+    fig = attention_grid(_weights(6, 12, 5, 5), TOKENS, title="model view")
+    assert len(fig.data) == 72
+    assert all(trace.coloraxis == "coloraxis" for trace in fig.data)
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
+    texts = [a.text for a in fig.layout.annotations]
+    assert "head 11" in texts and "layer 5" in texts
+    assert "layer 2, head 7" in fig.data[2 * 12 + 7].hovertemplate
+    assert fig.layout.width <= 1000  # fits a laptop's notebook column
+
+
+def test_heads_grid_wraps_into_rows():
+    fig = attention_grid(_weights(12, 5, 5), TOKENS, col_titles=[f"h{i}" for i in range(12)])
+    assert len(fig.data) == 12
+    rows = {fig.layout[trace.yaxis.replace("y", "yaxis")].domain for trace in fig.data}
+    assert len(rows) == 2  # 12 heads -> 2 rows of 6
+    assert [a.text for a in fig.layout.annotations][:2] == ["h0", "h1"]
+
+
+def test_mask_heatmap_broadcasts_a_padding_row():
+    mask = padding_mask([3], 5)[0]  # (1, 5): keys 3 and 4 are padding
+    fig = mask_heatmap(mask, TOKENS)
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (5, 5) and z[:, :3].all() and not z[:, 3:].any()
+
+
+def test_similarity_by_offset_plots_sinusoidal_dot_products():
+    table = sinusoidal_encoding(30, 16)
+    fig = similarity_by_offset(table, [0, 10], normalize=False)
+    second = fig.data[1]
+    assert list(second.x[:3]) == [-10, -9, -8]
+    np.testing.assert_allclose(second.y, table[10] @ table.T, atol=1e-4)
+    # Only the offset matters: both curves agree where they overlap.
+    np.testing.assert_allclose(fig.data[0].y[:20], second.y[10:], atol=1e-3)
+
+
+def test_as_attention_maps_accepts_the_usual_shapes():
+    tokens = ["a", "b", "c"]
+    per_layer = [torch.from_numpy(_weights(1, 2, 3, 3, seed=s)) for s in range(4)]
+    for attentions, shape in [
+        (_weights(3, 3), (1, 1, 3, 3)),
+        (_weights(2, 3, 3), (1, 2, 3, 3)),
+        (_weights(4, 2, 3, 3), (4, 2, 3, 3)),
+        (per_layer, (4, 2, 3, 3)),
+        ([p[0] for p in per_layer], (4, 2, 3, 3)),
+    ]:
+        maps = as_attention_maps((tokens, attentions))
+        assert maps.attentions.shape == shape and maps.attentions.dtype == np.float64
+    np.testing.assert_allclose(
+        as_attention_maps((tokens, per_layer)).attentions[2], per_layer[2][0]
+    )
+    maps = AttentionMaps(tokens, _weights(1, 1, 3, 3))
+    assert as_attention_maps(maps) is maps and maps.names == ["layer 0"] and maps.keys == tokens
+
+
+@pytest.mark.parametrize(
+    "result, message",
+    [
+        ("just a string", "pair"),
+        ((["a", "b"], _weights(3, 3)), "2 query tokens"),
+        (("ab", _weights(2, 2)), "list of strings"),
+        ((["a"], np.zeros((1, 1, 1, 1, 1))), "got shape"),
+        ((["a", "b"], [_weights(2, 2, 2), _weights(3, 2, 2)]), "same"),
+        ((["a", "b"], [_weights(2, 2, 2, 2)]), "one sentence"),
+        ((["a", "b"], []), "empty"),
+    ],
+)
+def test_as_attention_maps_rejects_the_rest(result, message):
+    with pytest.raises(ValueError, match=message):
+        as_attention_maps(result)
+
+
+def test_attention_maps_checks_key_tokens_and_layer_names():
+    with pytest.raises(ValueError, match="S=4"):
+        AttentionMaps(["a", "b"], _weights(1, 1, 2, 4), key_tokens=["x", "y", "z"])
+    with pytest.raises(ValueError, match="L=1"):
+        AttentionMaps(["a", "b"], _weights(1, 1, 2, 2), layer_names=["x", "y"])

@@ -1,0 +1,112 @@
+"""A toy word embedding, so that chapter 1's AttentionExplorer works with no trained model.
+
+What it is, honestly: each word becomes the sum of fixed pseudo-random vectors, one per
+character trigram of "<word>" (lower-cased), the trick fastText uses for sub-words
+(Bojanowski et al., 2017). Words that share spelling share trigrams, so "cat" and "cats" point
+in similar directions while "cat" and "dog" are nearly orthogonal. It knows spelling, not
+meaning: "cat" and "kitten" are unrelated here. Vectors come from SHAKE-256 digests of the
+trigram, not Python's `hash` (salted per process) nor a NumPy generator (whose streams may change
+between versions), so they are identical on every machine and every run.
+
+`toy_attention` then runs scaled dot-product attention (Vaswani et al., 2017) on those vectors
+with `tfm_edu.numpy_attention`, as an *untrained* one-layer model would: head 0 uses the
+embeddings themselves as queries and keys (each word attends to itself and to words spelled
+alike); the other heads use fixed random projections, whose patterns mean nothing yet, like a
+Transformer's heads before training. There are no positions: the same word gets the same row
+wherever it stands (chapter 3 fixes that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from tfm_edu import numpy_attention as npa
+
+__all__ = ["tokenize_words", "embed_words", "toy_attention"]
+
+_TOKEN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")  # words (with inner apostrophes), punctuation
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Words and punctuation marks: "Don't stop, cat!" -> ["Don't", "stop", ",", "cat", "!"]."""
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+    return _TOKEN.findall(text)
+
+
+def embed_words(words, d_model: int = 32) -> np.ndarray:
+    """Deterministic character-trigram embeddings.
+
+    Args:
+        words: T strings (case is ignored).
+        d_model: D, the width of each vector, >= 2.
+
+    Returns:
+        (T, D) float64; each row has norm sqrt(D), the size of a vector of unit-variance entries,
+        so that dot products divided by sqrt(D) land in softmax's useful range.
+    """
+    if isinstance(words, str):
+        raise ValueError(f"words must be a list of strings, got the string {words!r}")
+    if not isinstance(d_model, (int, np.integer)) or d_model < 2:
+        raise ValueError(f"d_model must be an int >= 2, got {d_model!r}")
+    rows = [_word_vector(str(word).lower(), int(d_model)) for word in words]
+    return np.stack(rows) if rows else np.zeros((0, d_model))  # (T, D)
+
+
+def toy_attention(
+    sentence: str, num_heads: int = 4, d_model: int = 32, causal: bool = False, seed: int = 0
+):
+    """Attention maps of an untrained one-layer model over the toy embedding.
+
+    Args:
+        sentence: any text; tokenized by `tokenize_words`.
+        num_heads: H >= 1 heads; head 0 compares the embeddings directly, heads 1.. compare
+            fixed random projections (each D -> D / H, so H must divide D when H > 1).
+        d_model: D, the embedding width.
+        causal: apply a causal mask (each word sees only itself and the words before it).
+        seed: which random projections heads 1.. use.
+
+    Returns:
+        `tfm_edu.viz.AttentionMaps` with attentions (1, H, T, T).
+    """
+    from tfm_edu.viz.maps import AttentionMaps
+
+    if num_heads < 1 or (num_heads > 1 and d_model % num_heads):
+        raise ValueError(f"num_heads must be >= 1 and divide d_model={d_model}, got {num_heads}")
+    tokens = tokenize_words(sentence)
+    if not tokens:
+        raise ValueError(f"no words in {sentence!r}: type a sentence")
+    x = embed_words(tokens, d_model)  # (T, D)
+    mask = npa.causal_mask(len(tokens)) if causal else None  # (T, T) or None
+    _, same_word = npa.scaled_dot_product_attention(x, x, x, mask)  # (T, T)
+    maps = [same_word]
+    if num_heads > 1:
+        head_dim = d_model // num_heads
+        rng = np.random.default_rng(seed)
+        w_q = rng.standard_normal((num_heads - 1, d_model, head_dim)) / np.sqrt(d_model)
+        w_k = rng.standard_normal((num_heads - 1, d_model, head_dim)) / np.sqrt(d_model)
+        q, k = x @ w_q, x @ w_k  # (H-1, T, Dh) each
+        _, random_heads = npa.scaled_dot_product_attention(q, k, k, mask)  # (H-1, T, T)
+        maps.extend(random_heads)
+    attentions = np.stack(maps)[None]  # (1, H, T, T)
+    names = ["toy layer (untrained)"]
+    return AttentionMaps(tokens, attentions, layer_names=names)
+
+
+@lru_cache(maxsize=4096)
+def _trigram_vector(trigram: str, d_model: int) -> np.ndarray:
+    """d_model values uniform in [-sqrt(3), sqrt(3)] (unit variance) from the trigram's digest."""
+    digest = hashlib.shake_256(trigram.encode("utf-8")).digest(4 * d_model)
+    integers = np.frombuffer(digest, dtype="<u4").astype(np.float64)  # (D,)
+    return (integers / 2.0**32 * 2.0 - 1.0) * np.sqrt(3.0)  # (D,)
+
+
+def _word_vector(word: str, d_model: int) -> np.ndarray:
+    padded = f"<{word}>"
+    trigrams = [padded[i : i + 3] for i in range(max(len(padded) - 2, 1))]
+    total = np.sum([_trigram_vector(t, d_model) for t in trigrams], axis=0)  # (D,)
+    return total * np.sqrt(d_model) / np.linalg.norm(total)  # (D,), norm sqrt(D)

@@ -1,0 +1,24 @@
+"""Drawing attention and positions: views that take arrays + token labels and return figures,
+and the widgets built from them. Heavy libraries (plotly, matplotlib, ipywidgets, torch) load
+on first use, so importing `tfm_edu.viz` is cheap.
+"""
+
+from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap, mask_heatmap
+from tfm_edu.viz.maps import AttentionMaps, as_attention_maps
+from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
+from tfm_edu.viz.widgets import AttentionExplorer, PositionalEncodingExplorer
+
+# Other chapters add their views below (one line each).
+
+__all__ = [
+    "AttentionExplorer",
+    "AttentionMaps",
+    "PositionalEncodingExplorer",
+    "as_attention_maps",
+    "attention_grid",
+    "attention_heatmap",
+    "encoding_heatmap",
+    "encoding_waves",
+    "mask_heatmap",
+    "similarity_by_offset",
+]

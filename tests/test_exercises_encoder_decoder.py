@@ -1,0 +1,107 @@
+"""Chapter 4-5 checks: feed-forward, LayerNorm, pre-LN block, teacher forcing, greedy, beam step.
+
+Correct and wrong implementations are written the way a learner would, independently of the
+`Mistake`s inside the checks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tfm_edu.exercises.decoder import check_beam_step, check_greedy_decode, check_teacher_forcing
+from tfm_edu.exercises.encoder import check_feed_forward, check_layer_norm, check_pre_ln_block
+
+
+def assert_hint(result, fragment):
+    assert result.status == "failed", result.message
+    assert "Hint:" in result.message, result.message
+    assert fragment in " ".join(result.message.split()), result.message
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError
+
+
+def test_feed_forward():
+    assert check_feed_forward(lambda x, w1, b1, w2, b2: F.relu(x @ w1 + b1) @ w2 + b2).passed
+    assert check_feed_forward(stub).status == "not done"
+    assert_hint(
+        check_feed_forward(lambda x, w1, b1, w2, b2: F.relu(F.relu(x @ w1 + b1) @ w2 + b2)),
+        "no activation after the second Linear",
+    )
+    assert_hint(check_feed_forward(lambda x, w1, b1, w2, b2: (x @ w1 + b1) @ w2 + b2),
+                "ReLU between the two Linears is missing")  # fmt: skip
+
+
+def test_layer_norm():
+    def torch_ln(x, gamma, beta, eps=1e-5):
+        return F.layer_norm(x, x.shape[-1:], gamma, beta, eps)
+
+    def unbiased(x, gamma, beta, eps=1e-5):
+        mu, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True)
+        return (x - mu) / (var + eps).sqrt() * gamma + beta
+
+    assert check_layer_norm(torch_ln).passed
+    assert_hint(check_layer_norm(unbiased), "biased variance")
+    assert_hint(
+        check_layer_norm(lambda x, g, b, eps=1e-5: torch_ln(x, g, b, 1e-5)), "`eps` argument"
+    )
+    assert_hint(check_layer_norm(lambda x, g, b, eps=1e-5: torch_ln(x, None, None, eps)), "gamma")
+
+
+def test_pre_ln_block():
+    assert check_pre_ln_block(lambda x, sublayer, norm: x + sublayer(norm(x))).passed
+    assert_hint(check_pre_ln_block(lambda x, sublayer, norm: norm(x + sublayer(x))), "post-LN")
+    assert_hint(check_pre_ln_block(lambda x, sublayer, norm: sublayer(norm(x))), "residual")
+
+
+def test_teacher_forcing():
+    assert check_teacher_forcing(lambda t: (t[:, :-1].clone(), t[:, 1:].clone())).passed
+    assert_hint(check_teacher_forcing(lambda t: (t, t)), "copy its input")
+    assert_hint(check_teacher_forcing(lambda t: (t[:, 1:], t[:, :-1])), "swapped")
+
+
+def _greedy(next_token_logits, bos_id, eos_id, max_new_tokens):
+    tokens = [bos_id]
+    while len(tokens) <= max_new_tokens:
+        tokens.append(int(next_token_logits(torch.tensor(tokens)).argmax()))
+        if tokens[-1] == eos_id:
+            break
+    return torch.tensor(tokens[1:])
+
+
+def test_greedy_decode():
+    assert check_greedy_decode(_greedy).passed
+    assert check_greedy_decode(stub).status == "not done"
+
+    def no_stop(model, bos_id, eos_id, max_new_tokens):
+        tokens = [bos_id]
+        for _ in range(max_new_tokens):
+            tokens.append(int(model(torch.tensor(tokens)).argmax()))
+        return torch.tensor(tokens[1:])
+
+    assert_hint(check_greedy_decode(no_stop), "stop as soon as")
+    assert_hint(
+        check_greedy_decode(lambda m, b, e, n: torch.cat([torch.tensor([b]), _greedy(m, b, e, n)])),
+        "without the leading [BOS]",
+    )
+
+
+def test_beam_step():
+    def flat_topk(scores, log_probs, beam_size):
+        V = log_probs.shape[1]
+        values, index = (scores.unsqueeze(1) + log_probs).flatten().sort(descending=True)
+        return values[:beam_size], index[:beam_size] // V, index[:beam_size] % V
+
+    def no_history(scores, log_probs, beam_size):
+        return flat_topk(torch.zeros_like(scores), log_probs, beam_size)
+
+    def one_child_each(scores, log_probs, beam_size):
+        best, token = (scores.unsqueeze(1) + log_probs).max(dim=1)
+        order = best.argsort(descending=True)
+        return best[order], order, token[order]
+
+    assert check_beam_step(flat_topk).passed
+    assert_hint(check_beam_step(no_history), "add each beam's score")
+    assert_hint(check_beam_step(one_child_each), "compare all k x V extensions")

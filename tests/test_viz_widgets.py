@@ -125,6 +125,8 @@ def test_display_and_bad_arguments():
     assert bundle["text/plain"].startswith("AttentionExplorer")
     with pytest.raises(ValueError, match="callable"):
         AttentionExplorer("not a model")
+    with pytest.raises(ValueError, match="head must be one of"):
+        explorer.set_view(head=99)
     with pytest.raises(ValueError, match="max_tokens"):
         AttentionExplorer(toy_attention, max_tokens=0)
 
@@ -143,7 +145,7 @@ def test_positional_explorer_updates_for_every_control():
     np.testing.assert_allclose(explorer.table, sinusoidal_encoding(50, 32, 100.0))
     explorer.view_toggle.value = "waves"
     assert [trace.name for trace in explorer.figure.data] == [
-        f"dimension {d}" for d in (0, 1, 10, 11)
+        f"dimension {d}" for d in (0, 10, 11, 30)
     ]
     explorer.dims_box.value = "3, 40, x"
     assert [trace.name for trace in explorer.figure.data] == ["dimension 3"]

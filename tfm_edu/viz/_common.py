@@ -12,6 +12,7 @@ from tfm_edu.viz.maps import to_numpy
 BACKENDS = ("plotly", "matplotlib")
 ATTENTION_COLORSCALE = "Blues"  # white = 0, dark blue = 1: empty cells read as "no attention"
 ZERO_WIDTH_SPACE = "\u200b"
+MASK_COLORS = ("#e2e2e2", "#2f6db3")  # blocked, may attend
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": False}
 
 

@@ -58,7 +58,7 @@ class PositionalEncodingExplorer:
         base: float = 10000.0,
         kind: str = "sinusoidal",
         view: str = "table",
-        dims=(0, 1, 10, 11),
+        dims=(0, 10, 11, 30),
         title: str | None = None,
     ) -> None:
         """
@@ -68,7 +68,7 @@ class PositionalEncodingExplorer:
             base: 10..1e6 (the paper's 10000).
             kind: "sinusoidal" or "rope".
             view: "table", "waves" or "similarity".
-            dims: the dimensions drawn as waves.
+            dims: the dimensions drawn as waves (default: a fast sine, a sin/cos pair, a slow one).
             title: optional heading.
         """
         import ipywidgets as widgets

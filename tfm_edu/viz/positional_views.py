@@ -89,7 +89,7 @@ def encoding_waves(table, dims, title: str | None = None, backend: str = "plotly
     if backend == "matplotlib":
         fig, ax = _axes(ax, 7.0, 3.2)
         for d in dims:
-            ax.plot(positions, table[:, d], label=f"dimension {d}")
+            ax.plot(positions, table[:, d], ".-", markersize=3, label=f"dimension {d}")
         ax.set_xlabel("position")
         ax.set_ylabel("value")
         ax.legend(fontsize=8, loc="upper right")
@@ -102,7 +102,8 @@ def encoding_waves(table, dims, title: str | None = None, backend: str = "plotly
             go.Scatter(
                 x=positions,
                 y=np.round(table[:, d], 4),
-                mode="lines",
+                mode="lines+markers",  # the encoding exists at whole positions only
+                marker={"size": 4},
                 name=f"dimension {d}",
                 hovertemplate=f"dimension {d}, position %{{x}}: %{{y:.3f}}<extra></extra>",
             )

@@ -74,6 +74,7 @@ class AttentionExplorer:
         self.error: Exception | None = None  # the exception the model raised last, if any
         self._cache: dict[tuple, AttentionMaps] = {}
         self._busy = False
+        self._notes: list[tuple[str, str]] = []  # (kind, text) shown above the figure
         self._wanted_view = (layer, head)
 
         wide = widgets.Layout(width="98%")
@@ -160,6 +161,10 @@ class AttentionExplorer:
 
     def set_view(self, layer: int | str | None = None, head: int | str | None = None) -> None:
         """Choose a layer and head (an index, or "all") and redraw."""
+        for value, dropdown in ((layer, self.layer_dropdown), (head, self.head_dropdown)):
+            allowed = [option for _, option in dropdown.options]
+            if value is not None and value not in allowed:
+                raise ValueError(f"{dropdown.description} must be one of {allowed}, got {value!r}")
         self._busy = True
         if layer is not None:
             self.layer_dropdown.value = layer
@@ -245,7 +250,7 @@ class AttentionExplorer:
     # --- drawing ------------------------------------------------------------------------------
 
     def _draw(self) -> None:
-        notes = list(getattr(self, "_notes", []))
+        notes = list(self._notes)
         maps, self.figure = self.current_maps, None
         if maps is not None:
             try:

@@ -39,6 +39,7 @@ __all__ = [
     "mlm_corpus",
     "sentiment_splits",
     "agreement_probes",
+    "polarity_probes",
 ]
 
 NOUNS = {  # singular -> plural
@@ -103,13 +104,23 @@ def _clause(rng: random.Random, positive: bool, negate: bool) -> str:
     return " ".join(words)
 
 
-def make_sentence(rng: random.Random, kind: str | None = None, label: int | None = None):
-    """Draw one sentence; `kind` and `label` are chosen at random unless given."""
+def make_sentence(
+    rng: random.Random,
+    kind: str | None = None,
+    label: int | None = None,
+    negation_rate: float = 0.5,
+) -> Sentence:
+    """Draw one sentence; `kind` and `label` are chosen at random unless given.
+
+    Args:
+        negation_rate: probability that each clause is negated. At 0.5 (the sentiment data) no
+            word says anything about the label on its own.
+    """
     kind = kind or rng.choice(("single", "and", "but"))
     if kind not in ("single", "and", "but"):
         raise ValueError(f"kind must be 'single', 'and' or 'but', got {kind!r}")
     label = rng.randrange(2) if label is None else label
-    first_negated, second_negated = rng.random() < 0.5, rng.random() < 0.5
+    first_negated, second_negated = rng.random() < negation_rate, rng.random() < negation_rate
     if kind == "single":
         text = _clause(rng, bool(label), first_negated)
         negations = int(first_negated)
@@ -123,10 +134,16 @@ def make_sentence(rng: random.Random, kind: str | None = None, label: int | None
     return Sentence(f"{text} .", label, kind, negations)
 
 
-def mlm_corpus(size: int, seed: int = 0) -> list[str]:
-    """`size` unlabelled sentences for masked-language-model pretraining."""
+def mlm_corpus(size: int, seed: int = 0, negation_rate: float = 0.2) -> list[str]:
+    """`size` unlabelled sentences for masked-language-model pretraining.
+
+    Negation is rarer here (0.2 per clause) than in the sentiment data, as in real text. That
+    matters: with negation at 0.5, "A and B" would join two adjectives of the same class exactly
+    as often as of opposite classes, and nothing in the corpus would reveal which adjectives
+    belong together.
+    """
     rng = random.Random(seed)
-    return [make_sentence(rng).text for _ in range(size)]
+    return [make_sentence(rng, negation_rate=negation_rate).text for _ in range(size)]
 
 
 def sentiment_splits(
@@ -173,4 +190,20 @@ def agreement_probes(size: int = 200, seed: int = 2) -> list[tuple[str, bool]]:
             ".",
         ]
         probes.append((" ".join(words), plural))
+    return probes
+
+
+def polarity_probes(size: int = 200, seed: int = 3) -> list[tuple[str, bool]]:
+    """(two-clause sentence with its last adjective replaced by [MASK], True if that adjective
+    must be positive), without negations: "the plot was dull but the songs were [MASK] ." -> True.
+
+    A model that knows which adjectives go together, and what "and" and "but" mean, gets these
+    right; one that treats all adjectives alike scores 50%.
+    """
+    rng = random.Random(seed)
+    probes = []
+    for _ in range(size):
+        sentence = make_sentence(rng, kind=rng.choice(("and", "but")), negation_rate=0.0)
+        words = sentence.text.split()
+        probes.append((" ".join([*words[:-2], "[MASK]", "."]), words[-2] in POSITIVE))
     return probes

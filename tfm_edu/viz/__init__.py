@@ -6,6 +6,7 @@ on first use, so importing `tfm_edu.viz` is cheap.
 from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap, mask_heatmap
 from tfm_edu.viz.maps import AttentionMaps, as_attention_maps
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
+from tfm_edu.viz.probes import attention_to, bert_attention  # chapter 7: BERT probes
 from tfm_edu.viz.widgets import AttentionExplorer, PositionalEncodingExplorer
 
 # Other chapters add their views below (one line each).
@@ -17,6 +18,8 @@ __all__ = [
     "as_attention_maps",
     "attention_grid",
     "attention_heatmap",
+    "attention_to",
+    "bert_attention",
     "encoding_heatmap",
     "encoding_waves",
     "mask_heatmap",

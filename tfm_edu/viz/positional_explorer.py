@@ -113,12 +113,16 @@ class PositionalEncodingExplorer:
         self.message_html = widgets.HTML()
         self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
         heading = f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>" if title else ""
+
+        def row(children):  # wraps onto a second line in a narrow notebook
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
+
         self.widget = widgets.VBox(
             [
                 widgets.HTML(heading),
-                widgets.HBox([self.kind_toggle, self.view_toggle]),
-                widgets.HBox([self.d_model_slider, self.positions_slider, self.base_slider]),
-                widgets.HBox([self.dims_box, self.vector_dropdown]),
+                row([self.kind_toggle, self.view_toggle]),
+                row([self.d_model_slider, self.positions_slider, self.base_slider]),
+                row([self.dims_box, self.vector_dropdown]),
                 self.message_html,
                 self.output,
             ]

@@ -125,13 +125,17 @@ class AttentionExplorer:
         self.message_html = widgets.HTML()
         self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
         heading = f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>" if title else ""
+
+        def row(children):  # wraps onto a second line in a narrow notebook
+            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
+
         self.widget = widgets.VBox(
             [
                 widgets.HTML(heading),
                 self.sentence_box,
                 self.sentence_b_box,
-                widgets.HBox([self.model_dropdown, self.layer_dropdown, self.head_dropdown]),
-                widgets.HBox([self.query_slider, self.key_slider]),
+                row([self.model_dropdown, self.layer_dropdown, self.head_dropdown]),
+                row([self.query_slider, self.key_slider]),
                 self.message_html,
                 widgets.HTML(f"<span style='color:#666;font-size:90%'>{_HINT}</span>"),
                 self.output,

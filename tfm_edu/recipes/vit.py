@@ -4,8 +4,10 @@ The recipe (chosen on the validation split, then trained on train + val and meas
 the test split): AdamW with linear warm-up and cosine decay, label smoothing, and a fresh small
 random affine jitter (shift, rotation, scale) of every training batch, which is what lets a
 data-hungry ViT learn from 1,437 images. `--baselines` also trains, on the same data, what the
-ViT should be compared with: logistic regression, a small MLP, an RBF support-vector machine
-and the ViT with 2x2 and 4x4 patches, and writes the table to `data/digits_baselines.json`.
+ViT should be compared with (logistic regression, an RBF support-vector machine, a small MLP with
+and without the ViT's augmentation, the ViT with 2x2 patches, and without augmentation), writes
+the table to `data/digits_baselines.json` and keeps the 2x2-patch ViT as
+`data/digits_vit_patch2.*` for its finer attention maps.
 
     python -m tfm_edu.train vit-digits               # the shipped model, data/digits_vit.*
     python -m tfm_edu.train vit-digits --select      # train on train, report val accuracy
@@ -36,6 +38,7 @@ from tfm_edu.train import History, fit
 __all__ = [
     "TrainingConfig",
     "train_vit",
+    "train_classifier",
     "accuracy",
     "predict",
     "baselines",
@@ -44,6 +47,7 @@ __all__ = [
 ]
 
 CHECKPOINT = "digits_vit"
+PATCH2_CHECKPOINT = "digits_vit_patch2"
 BASELINES_FILE = "digits_baselines.json"
 
 
@@ -88,18 +92,43 @@ def train_vit(
     images: Tensor,
     labels: Tensor,
     progress: bool = True,
+    device: torch.device | str | None = None,
 ) -> tuple[ViT, History]:
-    """Train a fresh ViT on (images (N, 1, 8, 8), labels (N,)); returns it in eval mode."""
+    """Train a fresh ViT on (images (N, 1, 8, 8), labels (N,)); returns it in eval mode.
+
+    Args:
+        config, settings: the model's sizes and the training recipe.
+        images, labels: the training set, e.g. `tfm_edu.data.digits.load("train+val")`.
+        progress: show a progress bar.
+        device: where to train (default: cpu; the batches are made on the cpu and moved).
+    """
     seed_everything(settings.seed)
-    model = set_fused(ViT(config), True)  # PyTorch's fused attention while weights are not needed
+    # PyTorch's fused attention while the weights are not needed (training), explicit after.
+    model = set_fused(ViT(config).to(device or "cpu"), True)
+    desc = f"ViT {config.patch_size}x{config.patch_size} patches"
+    history = train_classifier(model, settings, images, labels, progress, desc)
+    return set_fused(model, False).eval(), history
+
+
+def train_classifier(
+    model: nn.Module,
+    settings: TrainingConfig,
+    images: Tensor,
+    labels: Tensor,
+    progress: bool = True,
+    desc: str = "training",
+) -> History:
+    """The recipe for any image classifier (the ViT, or a baseline): jittered batches,
+    label-smoothed cross-entropy, AdamW with warm-up and cosine decay, via `tfm_edu.train.fit`.
+    `model(images)` may return logits (B, 10) or an object with `.logits`."""
     steps = settings.epochs * math.ceil(len(images) / settings.batch_size)
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         batch_images, batch_labels = batch
-        logits = model(batch_images).logits  # (B, 10)
+        logits = _logits(model(batch_images))  # (B, 10)
         return F.cross_entropy(logits, batch_labels, label_smoothing=settings.label_smoothing)
 
-    history = fit(
+    return fit(
         model,
         augmented_batches(images, labels, settings),
         loss_fn,
@@ -110,16 +139,15 @@ def train_vit(
         decay="cosine",
         clip_grad_norm=1.0,
         progress=progress,
-        desc=f"ViT {config.patch_size}x{config.patch_size} patches",
+        desc=desc,
     )
-    return set_fused(model, False).eval(), history
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
-    """Predicted digits (N,) for images (N, 1, 8, 8), in eval mode."""
+    """Predicted digits (N,) on the cpu for images (N, 1, 8, 8), in eval mode."""
     model.eval()
-    chunks = [model(chunk).logits.argmax(-1) for chunk in images.split(batch_size)]  # (b,) each
+    chunks = [_logits(model(chunk)).argmax(-1).cpu() for chunk in images.split(batch_size)]
     return torch.cat(chunks)  # (N,)
 
 
@@ -128,24 +156,29 @@ def accuracy(model: nn.Module, images: Tensor, labels: Tensor) -> float:
     return (predict(model, images) == labels).float().mean().item()
 
 
-def baselines(seed: int = 0, progress: bool = False) -> list[dict]:
+def baselines(seed: int = 0, progress: bool = False) -> tuple[list[dict], dict[int, ViT]]:
     """Train each baseline on train + val and measure it on test.
 
+    Classical models on the 64 raw pixels (scikit-learn, no augmentation), a small MLP trained
+    with and without the ViT's recipe (is it the architecture, or the jitter?), and the ViT with
+    2x2 patches, 4x4 patches without augmentation, and 4x4 patches as shipped.
+
     Returns:
-        One row per model: {"model", "test_accuracy", "parameters", "train_seconds"}.
+        rows: one per model, {"model", "test_accuracy", "parameters", "train_seconds"};
+        vits: the trained ViTs with the full recipe, {patch_size: model}.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
     from sklearn.svm import SVC
 
     images, labels = digits.load("train+val")
     test_images, test_labels = digits.load("test")
     flat, test_flat = images.flatten(1).numpy(), test_images.flatten(1).numpy()  # (N, 64)
-    rows = []
+    recipe = TrainingConfig(seed=seed)
+    plain = replace(recipe, max_shift=0.0, max_rotation=0.0, max_scale=0.0)
+    rows, vits = [], {}
     classical = [
-        ("logistic regression (pixels)", LogisticRegression(max_iter=2000, C=0.1)),
-        ("MLP 64-128-10 (pixels)", MLPClassifier((128,), max_iter=1000, random_state=seed)),
-        ("SVM, RBF kernel (pixels)", SVC(C=10.0, gamma="scale")),
+        ("logistic regression (pixels)", LogisticRegression(max_iter=2000)),
+        ("SVM, RBF kernel (pixels)", SVC(C=10.0, gamma="scale")),  # C by 4-fold CV on train+val
     ]
     for name, classifier in classical:
         start = time.perf_counter()
@@ -153,26 +186,40 @@ def baselines(seed: int = 0, progress: bool = False) -> list[dict]:
         seconds = time.perf_counter() - start
         test_accuracy = float((classifier.predict(test_flat) == test_labels.numpy()).mean())
         rows.append(_row(name, test_accuracy, _sklearn_parameters(classifier), seconds))
-    for patch_size in (2, 4):
+    for name, settings in (("no augmentation", plain), ("ViT's recipe", recipe)):
+        seed_everything(seed)
+        mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 10))
+        history = train_classifier(mlp, settings, images, labels, progress, f"MLP, {name}")
+        test_accuracy = accuracy(mlp, test_images, test_labels)
+        rows.append(
+            _row(f"MLP 64-128-10, {name}", test_accuracy, _parameters(mlp), history.seconds)
+        )
+    for patch_size, settings, name in (
+        (2, recipe, ""),
+        (4, plain, ", no augmentation"),
+        (4, recipe, ""),
+    ):
         config = ViTConfig.digits(patch_size)
-        model, history = train_vit(config, TrainingConfig(seed=seed), images, labels, progress)
+        model, history = train_vit(config, settings, images, labels, progress)
+        if settings == recipe:
+            vits[patch_size] = model
         rows.append(
             _row(
-                f"ViT, {patch_size}x{patch_size} patches ({config.num_patches} tokens + [CLS])",
+                f"ViT, {patch_size}x{patch_size} patches ({config.num_patches} tokens){name}",
                 accuracy(model, test_images, test_labels),
                 _parameters(model),
                 history.seconds,
             )
         )
-    return rows
+    return rows, vits
 
 
 def format_baselines(rows: list[dict]) -> str:
     """The baseline table as aligned plain text."""
-    lines = [f"{'model':44s} {'test acc':>8s} {'params':>9s} {'train s':>8s}"]
+    lines = [f"{'model':46s} {'test acc':>8s} {'params':>9s} {'train s':>8s}"]
     for row in rows:
         lines.append(
-            f"{row['model']:44s} {row['test_accuracy']:8.2%} {row['parameters']:9,d} "
+            f"{row['model']:46s} {row['test_accuracy']:8.2%} {row['parameters']:9,d} "
             f"{row['train_seconds']:8.1f}"
         )
     return "\n".join(lines)
@@ -193,14 +240,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=CHECKPOINT, help="checkpoint name or path (no suffix)")
     parser.add_argument("--baselines", action="store_true", help=f"write data/{BASELINES_FILE}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="PyTorch threads (default 1: this model's matrices are too small to gain from more, "
+        "and extra threads slow it down badly when other programs share the cores)",
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     progress = not args.no_progress
     if args.baselines:
-        rows = baselines(args.seed, progress)
+        rows, vits = baselines(args.seed, progress)
         path = data_dir() / BASELINES_FILE
         path.write_text(json.dumps(_baselines_card(rows, args.seed), indent=2) + "\n")
         print(format_baselines(rows))
         print(f"wrote {path}")
+        accuracy_2x2 = next(r for r in rows if "2x2" in r["model"])["test_accuracy"]
+        saved = save_checkpoint(
+            vits[2],
+            PATCH2_CHECKPOINT,
+            vits[2].config,
+            command="python -m tfm_edu.train vit-digits --baselines",
+            metrics={"test_accuracy": accuracy_2x2},
+            extra={"training": asdict(TrainingConfig(seed=args.seed))},
+        )
+        print(f"wrote {saved} (the 2x2-patch ViT, for its finer attention maps)")
         return
     config = ViTConfig.digits(args.patch_size)
     settings = replace(TrainingConfig(), seed=args.seed, epochs=args.epochs)
@@ -218,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.select:
         return
-    command = "python -m tfm_edu.train vit-digits" + (" " + " ".join(argv) if argv else "")
+    shown = [arg for arg in (argv or []) if arg != "--no-progress"]  # what changes the result
+    command = " ".join(["python -m tfm_edu.train vit-digits", *shown])
     path = save_checkpoint(
         model,
         args.out,
@@ -231,9 +297,18 @@ def main(argv: list[str] | None = None) -> None:
             "final_loss": round(float(np.mean(history.loss[-20:])), 4),
             "threads": torch.get_num_threads(),
         },
-        extra={"training": asdict(settings), "data": "sklearn digits, split train+val, seed 0"},
+        extra={
+            "training": asdict(settings),
+            "data": "sklearn digits, split train+val, seed 0",
+            # the loss curve, so the notebook can draw it without retraining
+            "history": {"steps": history.steps, "loss": [round(v, 4) for v in history.loss]},
+        },
     )
     print(f"wrote {path} and its .json card")
+
+
+def _logits(output) -> Tensor:
+    return output.logits if hasattr(output, "logits") else output
 
 
 def _row(name: str, test_accuracy: float, parameters: int, seconds: float) -> dict:
@@ -252,8 +327,6 @@ def _parameters(model: nn.Module) -> int:
 def _sklearn_parameters(classifier) -> int:
     """Learned numbers: weights and biases (for the SVM, its support vectors and their
     coefficients)."""
-    if hasattr(classifier, "coefs_"):
-        return sum(w.size for w in classifier.coefs_) + sum(b.size for b in classifier.intercepts_)
     if hasattr(classifier, "support_vectors_"):
         return classifier.support_vectors_.size + classifier.dual_coef_.size
     return classifier.coef_.size + classifier.intercept_.size

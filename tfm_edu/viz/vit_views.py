@@ -20,12 +20,15 @@ __all__ = [
     "cls_attention_figure",
     "position_similarity",
     "position_similarity_figure",
+    "similarity_by_distance",
     "confusion_figure",
     "examples_figure",
+    "overlay_gallery",
 ]
 
 IMAGE_CMAP = "gray_r"  # white paper, black ink, like the scans
-MAP_CMAP = "inferno"
+MAP_CMAP = "inferno"  # black = 0 ... bright yellow = the largest value
+INK_COLOR = "deepskyblue"  # stands out on every colour of inferno
 
 
 def _image(image) -> np.ndarray:
@@ -77,6 +80,7 @@ def patches_figure(image, patch_size: int, title: str | None = None):
     rows = patches.reshape(count, patch_size * patch_size)  # (P, p*p)
     ax.imshow(rows, cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_yticks(range(count), [f"token {i}" for i in range(count)], fontsize=7)
+    ax.set_xticks(range(0, patch_size * patch_size, max(1, patch_size * patch_size // 8)))
     ax.set_xlabel(f"{patch_size * patch_size} pixel values -> Linear -> D numbers")
     ax.set_title("flattened patches (one token each)")
     if title:
@@ -84,33 +88,29 @@ def patches_figure(image, patch_size: int, title: str | None = None):
     return fig
 
 
-def attention_overlay(
-    image,
-    values,
-    patch_size: int,
-    title: str | None = None,
-    ax=None,
-    alpha: float = 0.6,
-):
-    """One value per patch drawn as colour over the (grey) image.
+def attention_overlay(image, values, patch_size: int, title: str | None = None, ax=None):
+    """One value per patch drawn as colour, with the outline of the digit's ink on top.
 
     Args:
         image: (H, W) or (1, H, W).
-        values: (P,) e.g. the [CLS] row of a rollout without its first column; rescaled to 0..1
-            for colour (the title should say what the values are).
+        values: (P,) non-negative, e.g. the [CLS] row of a rollout without its first column.
+            The colour runs from 0 (black) to the largest value (bright yellow), so a map whose
+            patches are nearly equal looks nearly uniform; the title should say what it shows.
         patch_size: side of a patch.
         ax: draw into this matplotlib Axes (default: a new figure).
     """
     pixels = _image(image)  # (H, W)
     heat = patch_grid(values, pixels.shape[0], patch_size)  # (H, W)
-    span = heat.max() - heat.min()
-    heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+    top = heat.max()
+    heat = heat / top if top > 0 else np.zeros_like(heat)  # (H, W) in 0..1
     fig = None
     if ax is None:
         fig = new_matplotlib_figure(2.4, 2.6)
         ax = fig.add_subplot()
-    ax.imshow(pixels, cmap=IMAGE_CMAP)
-    ax.imshow(heat, cmap=MAP_CMAP, alpha=alpha, vmin=0, vmax=1)
+    ax.imshow(heat, cmap=MAP_CMAP, vmin=0, vmax=1)
+    if pixels.max() > pixels.min():  # the ink's outline, half-way between paper and darkest ink
+        middle = (pixels.min() + pixels.max()) / 2
+        ax.contour(pixels, levels=[middle], colors=[INK_COLOR], linewidths=1.3)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -196,6 +196,28 @@ def position_similarity_figure(similarity, title: str | None = None):
     return fig
 
 
+def similarity_by_distance(similarity) -> dict[int, float]:
+    """Mean similarity of two patches' position vectors, by their distance on the patch grid.
+
+    Args:
+        similarity: (P, P) from `position_similarity`, P a square number (patches in reading
+            order).
+
+    Returns:
+        {d: mean over all pairs at grid distance d} for d = 1, 2, ..., where the distance is
+        |row difference| + |column difference| (steps between neighbours). If the positions
+        learned the 2-D layout, the mean falls as d grows.
+    """
+    similarity = np.asarray(similarity)
+    count = similarity.shape[0]
+    side = round(count**0.5)
+    if similarity.shape != (count, count) or side * side != count:
+        raise ValueError(f"similarity must be (P, P) with P a square, got {similarity.shape}")
+    row, column = np.divmod(np.arange(count), side)  # (P,), (P,)
+    distance = np.abs(row[:, None] - row) + np.abs(column[:, None] - column)  # (P, P)
+    return {int(d): float(similarity[distance == d].mean()) for d in range(1, distance.max() + 1)}
+
+
 def confusion_figure(labels, predictions, title: str | None = None):
     """Confusion matrix of digits: true digit down, predicted digit across, counts in cells."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
@@ -237,4 +259,29 @@ def examples_figure(images, captions: list[str], columns: int = 8, title: str | 
         ax.set_title(caption, fontsize=8)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def overlay_gallery(images, values, patch_size: int, captions: list[str], columns: int = 8):
+    """Several images, each with its own per-patch map drawn over it (e.g. rollouts).
+
+    Args:
+        images: (N, 1, H, W) or (N, H, W).
+        values: (N, P) one map per image.
+        patch_size: side of a patch.
+        captions: N strings.
+    """
+    values = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    if len(images) != len(values) or len(images) != len(captions) or values.ndim != 2:
+        raise ValueError(
+            f"need N images, (N, P) values and N captions, got {len(images)} images, values of "
+            f"shape {values.shape} and {len(captions)} captions"
+        )
+    rows = -(-len(images) // columns)
+    fig = new_matplotlib_figure(1.2 * columns, 1.4 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, row, caption in zip(axes.flat, images, values, captions, strict=False):
+        attention_overlay(image, row, patch_size, caption, ax=ax)
     return fig

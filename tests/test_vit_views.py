@@ -1,0 +1,108 @@
+"""Chapter 8's figures and widget run headless and check their inputs."""
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+from tfm_edu.models.vit import ViT, ViTConfig
+from tfm_edu.viz import vit_views
+from tfm_edu.viz.vit_explorer import ViTAttentionExplorer
+
+matplotlib.use("Agg")
+
+
+def _image():
+    return np.arange(64, dtype=float).reshape(1, 8, 8)
+
+
+def test_patches_and_overlay_figures():
+    assert vit_views.patches_figure(_image(), 4) is not None
+    assert vit_views.patches_figure(_image(), 2) is not None
+    with pytest.raises(ValueError, match="patch_size=3"):
+        vit_views.patches_figure(_image(), 3)
+    fig = vit_views.attention_overlay(_image(), np.array([0.1, 0.2, 0.3, 0.4]), 4, "map")
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="P = 4"):
+        vit_views.attention_overlay(_image(), np.ones(16), 4)
+
+
+def test_cls_attention_figure_has_a_panel_per_layer_and_head():
+    fig = vit_views.cls_attention_figure(
+        _image(), np.random.default_rng(0).random((2, 3, 4)), np.ones(4), 4
+    )
+    assert len(fig.axes) == 3 * 4  # (layers + 1) x (heads + 1)
+
+
+def test_position_similarity():
+    vectors = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-3.0, 0.0]])
+    similarity = vit_views.position_similarity(vectors)
+    np.testing.assert_allclose(np.diag(similarity), 1.0)
+    np.testing.assert_allclose(similarity[0, 3], -1.0)
+    np.testing.assert_allclose(similarity[0, 2], 2**-0.5)
+    assert vit_views.position_similarity_figure(similarity) is not None
+    with pytest.raises(ValueError, match="square"):
+        vit_views.position_similarity_figure(np.eye(3))
+
+
+def test_confusion_and_examples():
+    labels = np.array([0, 1, 2, 3, 3])
+    fig = vit_views.confusion_figure(labels, np.array([0, 1, 2, 3, 8]))
+    assert fig.axes[0].get_title() == "4 of 5 right"
+    with pytest.raises(ValueError, match=r"\(N,\)"):
+        vit_views.confusion_figure(labels, labels[:3])
+    assert vit_views.examples_figure(np.zeros((3, 1, 8, 8)), ["a", "b", "c"]) is not None
+    with pytest.raises(ValueError, match="captions"):
+        vit_views.examples_figure(np.zeros((3, 1, 8, 8)), ["a"])
+
+
+def test_explorer_switches_views_and_models():
+    torch.manual_seed(0)
+    models = {"tiny": ViT(ViTConfig.tiny()), "patch 2": ViT(ViTConfig.digits(patch_size=2))}
+    images, labels = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4])
+    explorer = ViTAttentionExplorer(models, images, labels)
+    assert explorer.current_map.shape == (4,)  # rollout over the tiny model's 4 patches
+    np.testing.assert_allclose(explorer.current_map.sum(), 1.0 - _rollout_cls_self(explorer), 1e-6)
+    explorer.set_view(index=3, layer=1, head=0)
+    assert "true 3" in explorer.message and "layer 1, head 0" in explorer.message
+    assert explorer.output.outputs[0]["data"]["image/png"]
+    explorer.set_view(model="patch 2", layer="rollout")
+    assert explorer.current_map.shape == (16,)
+    assert explorer.head_dropdown.disabled  # heads are fused in the rollout
+    with pytest.raises(ValueError, match="same N"):
+        ViTAttentionExplorer(models, images, labels[:2])
+
+
+def _rollout_cls_self(explorer):
+    """The [CLS] row's weight on [CLS] itself (the map drops it, so the rest sums to 1 - it)."""
+    from tfm_edu.viz.rollout import attention_rollout
+
+    _, attentions = explorer._run(explorer.model_dropdown.value, explorer.image_slider.value)
+    return float(attention_rollout(attentions)[0, 0])
+
+
+def test_overlay_gallery():
+    fig = vit_views.overlay_gallery(np.zeros((3, 1, 8, 8)), np.ones((3, 4)), 4, ["a", "b", "c"])
+    assert len(fig.axes) == 8
+    with pytest.raises(ValueError, match="captions"):
+        vit_views.overlay_gallery(np.zeros((3, 1, 8, 8)), np.ones((3, 4)), 4, ["a"])
+
+
+def test_similarity_by_distance_reads_the_grid():
+    # positions that *are* the grid: vector = (row, column) shifted off the origin
+    row, column = np.divmod(np.arange(16), 4)
+    vectors = np.stack([np.cos(row), np.sin(row), np.cos(column), np.sin(column)], 1)
+    by_distance = vit_views.similarity_by_distance(vit_views.position_similarity(vectors))
+    assert list(by_distance) == [1, 2, 3, 4, 5, 6]
+    assert by_distance[1] > by_distance[2] > by_distance[3]
+    # a 2x2 grid by hand: distance 1 pairs are (0,1), (0,2), (1,3), (2,3)
+    similarity = np.arange(16, dtype=float).reshape(4, 4)
+    expected = np.mean(
+        [
+            similarity[a, b]
+            for a in range(4)
+            for b in range(4)
+            if abs(a // 2 - b // 2) + abs(a % 2 - b % 2) == 1
+        ]
+    )
+    assert vit_views.similarity_by_distance(similarity)[1] == pytest.approx(expected)

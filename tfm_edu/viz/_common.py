@@ -101,7 +101,30 @@ def new_matplotlib_figure(width_in: float, height_in: float):
     """A figure not registered with pyplot, so a notebook shows it once (as the cell's value)."""
     from matplotlib.figure import Figure
 
+    _ensure_notebook_png(Figure)
     return Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+def _ensure_notebook_png(figure_type) -> None:
+    """Make Jupyter draw a bare Figure as a PNG even before pyplot has picked its backend.
+
+    IPython registers its Figure-to-PNG formatter only when the inline backend starts, which
+    (matplotlib >= 3.9) happens on pyplot's first figure; until then a Figure shows as text.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(figure_type)
+    except KeyError:
+        from IPython.core.pylabtools import select_figure_formats
+
+        select_figure_formats(shell, {"png"})
 
 
 def plotly_mimebundle(figure) -> dict:

@@ -175,3 +175,12 @@ def test_attention_maps_checks_key_tokens_and_layer_names():
         AttentionMaps(["a", "b"], _weights(1, 1, 2, 4), key_tokens=["x", "y", "z"])
     with pytest.raises(ValueError, match="L=1"):
         AttentionMaps(["a", "b"], _weights(1, 1, 2, 2), layer_names=["x", "y"])
+
+
+def test_attention_heatmap_value_range_spans_raw_scores():
+    scores = np.array([[-3.0, 5.0], [2.0, 0.5]])
+    fig = attention_heatmap(scores, ["a", "b"], value_range=None)
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (-3.0, 5.0)
+    fig = attention_heatmap(scores, ["a", "b"], backend="matplotlib", value_range=None)
+    assert fig.axes[0].images[0].get_clim() == (-3.0, 5.0)
+    assert attention_heatmap(np.eye(2), ["a", "b"]).data[0].zmax == 1.0

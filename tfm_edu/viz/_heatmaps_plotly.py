@@ -49,7 +49,7 @@ def _map_layout(queries, keys, n_rows, n_cols, title, colorbar_px):
     )
 
 
-def plotly_map(w, queries, keys, title):
+def plotly_map(w, queries, keys, title, vmin=0.0, vmax=1.0):
     import plotly.graph_objects as go
 
     layout, x_cats, y_cats = _map_layout(queries, keys, *w.shape, title, colorbar_px=90)
@@ -57,8 +57,8 @@ def plotly_map(w, queries, keys, title):
         z=np.round(w, 4).astype(np.float32),
         x=x_cats,
         y=y_cats,
-        zmin=0.0,
-        zmax=1.0,
+        zmin=vmin,
+        zmax=vmax,
         colorscale=common.ATTENTION_COLORSCALE,
         hovertemplate=_HOVER,
         colorbar={"title": {"text": "weight"}, "thickness": 12, "len": 0.9},

@@ -31,6 +31,7 @@ def attention_heatmap(
     title: str | None = None,
     backend: str = "plotly",
     ax=None,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ):
     """One attention map: queries down, keys across, colour 0..1.
 
@@ -41,17 +42,20 @@ def attention_heatmap(
         title: optional figure title.
         backend: "plotly" (hover shows query, key and weight) or "matplotlib".
         ax: matplotlib only: draw into this Axes instead of a new figure.
+        value_range: the colour scale's (min, max); 0..1 suits weights, so maps compare; None
+            spans the data (for raw scores before the softmax).
 
     Returns:
         A plotly `go.Figure`, or the matplotlib `Figure` holding the map.
     """
     common.check_backend(backend)
     w = common.as_array(weights, (2,), "weights", "(T, S)")  # (T, S)
+    vmin, vmax = (float(w.min()), float(w.max())) if value_range is None else value_range
     queries = common.check_labels(query_labels, w.shape[0], "query_labels", "queries (T)", w.shape)
     keys = common.key_labels_or_queries(key_labels, query_labels, w.shape[1], w.shape)
     if backend == "matplotlib":
-        return static.matplotlib_map(w, queries, keys, title, ax, vmin=0.0, vmax=1.0)
-    return interactive.plotly_map(w, queries, keys, title)
+        return static.matplotlib_map(w, queries, keys, title, ax, vmin=vmin, vmax=vmax)
+    return interactive.plotly_map(w, queries, keys, title, vmin=vmin, vmax=vmax)
 
 
 def attention_grid(

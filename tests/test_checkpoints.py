@@ -111,3 +111,20 @@ def test_shipped_date_translator():
     assert translator.translate(texts, beam_size=3) == ["1998-03-03"] * 4
     with pytest.raises(ValueError, match=r"outside the vocabulary: \['!'\]"):
         translator.translate(["3 March 1998!"])
+
+
+def test_the_recipe_writes_a_complete_card(tmp_path, capsys):
+    from tfm_edu.recipes.dates import load_history, main
+
+    stem = tmp_path / "dates"
+    tiny = "--steps 4 --d-model 16 --layers 1 --num-train 600 --num-test 50 --no-progress"
+    main([*tiny.split(), "--out", str(stem)])
+    assert "test exact match: greedy" in capsys.readouterr().out
+    card = load_card(stem)
+    assert card["command"].startswith("python -m tfm_edu.train dates --steps 4")
+    assert card["config"]["d_model"] == 16 and card["tokenizer"]["type"] == "CharTokenizer"
+    metrics = card["metrics"]
+    assert {"test_exact_match_greedy", "test_exact_match_beam4", "seconds", "steps"} <= set(metrics)
+    assert metrics["steps"] == 4 and 0 <= metrics["test_exact_match_greedy"] <= 1
+    assert len(load_history(card).evals) >= 1
+    assert date_translator(str(stem)).translate(["3 March 1998"])[0] is not None

@@ -135,3 +135,35 @@ def test_patchify_exercise_check():
         raise NotImplementedError
 
     assert checks.check_patchify(stub).status == "not done"
+
+
+def test_shipped_checkpoint_reaches_97_percent_on_test():
+    from tfm_edu.checkpoints import load_card
+    from tfm_edu.data import digits
+    from tfm_edu.pretrained import digits_vit
+    from tfm_edu.recipes.vit import accuracy
+
+    model = digits_vit()
+    assert model.config == ViTConfig.digits()
+    images, labels = digits.load("test")
+    measured = accuracy(model, images, labels)
+    assert measured >= 0.97
+    assert measured == pytest.approx(load_card("digits_vit")["metrics"]["test_accuracy"], abs=1e-4)
+    assert digits_vit(patch_size=2).config.patch_size == 2
+    with pytest.raises(ValueError, match="patch_size must be one of"):
+        digits_vit(patch_size=3)
+
+
+def test_recipe_command_writes_a_loadable_checkpoint(tmp_path, capsys):
+    from tfm_edu.checkpoints import load_card
+    from tfm_edu.recipes.vit import main
+
+    threads = str(torch.get_num_threads())  # keep this process's setting for the other tests
+    main(["--epochs", "1", "--out", str(tmp_path / "vit"), "--no-progress", "--threads", threads])
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "s of training" in printed
+    card = load_card(tmp_path / "vit")
+    assert card["command"].startswith("python -m tfm_edu.train vit-digits --epochs 1 --out ")
+    assert "--no-progress" not in card["command"]
+    assert len(card["history"]["loss"]) == 12  # 1 epoch of ceil(1437 / 128) batches
+    load_weights(ViT(ViTConfig(**card["config"])), tmp_path / "vit")

@@ -7,6 +7,7 @@ from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap, mask_heatmap
 from tfm_edu.viz.maps import AttentionMaps, as_attention_maps
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
 from tfm_edu.viz.probes import attention_to, bert_attention  # chapter 7: BERT probes
+from tfm_edu.viz.rollout import attention_rollout  # chapter 8: ViT attention rollout
 from tfm_edu.viz.widgets import AttentionExplorer, PositionalEncodingExplorer
 
 # Other chapters add their views below (one line each).
@@ -18,6 +19,7 @@ __all__ = [
     "as_attention_maps",
     "attention_grid",
     "attention_heatmap",
+    "attention_rollout",
     "attention_to",
     "bert_attention",
     "encoding_heatmap",

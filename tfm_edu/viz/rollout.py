@@ -20,10 +20,13 @@ maps as "where information could have flowed from", not as an explanation of the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
+
+if TYPE_CHECKING:  # torch loads on first use, so `import tfm_edu.viz` stays light (chapter 1)
+    import torch
+    from torch import Tensor
 
 __all__ = ["attention_rollout", "cls_attention", "patch_grid"]
 
@@ -50,6 +53,8 @@ def attention_rollout(
         (B, T, T) (or (T, T) for unbatched input), rows sum to 1; a NumPy array if the input was
         NumPy, else a tensor. Row 0 is the [CLS] token's.
     """
+    import torch
+
     layers, numpy_in, batched, dtype = _stack(attentions)  # (L, B, H, T, T)
     if not 0.0 <= discard_ratio < 1.0:
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
@@ -100,7 +105,7 @@ def patch_grid(values: Tensor | np.ndarray, image_size: int, patch_size: int) ->
     Returns:
         (..., image_size, image_size) NumPy array, constant over each patch.
     """
-    values = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+    values = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
     if image_size % patch_size:
         raise ValueError(f"patch_size={patch_size} must divide image_size={image_size}")
     side = image_size // patch_size
@@ -115,7 +120,9 @@ def patch_grid(values: Tensor | np.ndarray, image_size: int, patch_size: int) ->
 
 def _stack(attentions) -> tuple[Tensor, bool, bool, torch.dtype]:
     """(L, B, H, T, T) float64 tensor; whether the input was NumPy, batched; its dtype."""
-    if isinstance(attentions, (Tensor, np.ndarray)):
+    import torch
+
+    if isinstance(attentions, (torch.Tensor, np.ndarray)):
         numpy_in = isinstance(attentions, np.ndarray)
         layers = torch.as_tensor(attentions).detach().cpu()
         if layers.dim() not in (4, 5):

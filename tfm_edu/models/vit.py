@@ -180,7 +180,7 @@ class ViT(nn.Module):
             ViTOutput with logits (B, num_classes) and, if asked, attentions: one (B, H, P+1, P+1)
             tensor per layer (token 0 is [CLS], token 1 + i is patch i in reading order).
         """
-        images = torch.as_tensor(images, device=self.cls_token.device)
+        images = torch.as_tensor(images, device=self.cls_token.device)  # (B, C, H, W)
         c = self.config
         expected = (c.in_channels, c.image_size, c.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:

@@ -251,9 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
-    args, rest = parser.parse_known_args(argv)
-    module_name, function_name = BENCHMARKS[args.benchmark][0].split(":")
-    getattr(importlib.import_module(module_name), function_name)(rest)
+    if not argv or argv[0] not in BENCHMARKS:  # none named: show help or a clear error
+        parser.parse_args(argv[:1] or ["--help"])
+    module_name, function_name = BENCHMARKS[argv[0]][0].split(":")
+    getattr(importlib.import_module(module_name), function_name)(argv[1:])
 
 
 if __name__ == "__main__":

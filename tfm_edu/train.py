@@ -176,9 +176,10 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("recipe", choices=sorted(RECIPES), help="what to train")
-    args, rest = parser.parse_known_args(argv)
-    module_name, function_name = RECIPES[args.recipe][0].split(":")
-    getattr(importlib.import_module(module_name), function_name)(rest)
+    if not argv or argv[0] not in RECIPES:  # no recipe named: show help or a clear error
+        parser.parse_args(argv[:1] or ["--help"])
+    module_name, function_name = RECIPES[argv[0]][0].split(":")
+    getattr(importlib.import_module(module_name), function_name)(argv[1:])
 
 
 def _evaluate(model: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]]):

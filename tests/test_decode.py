@@ -144,3 +144,18 @@ def test_bad_arguments_are_named():
         greedy(step, prompt, state, max_new_tokens=0, eos_id=EOS)
     with pytest.raises(ValueError, match="int64"):
         greedy(step, prompt.float(), state, max_new_tokens=2, eos_id=EOS)
+
+
+def test_beam_returns_its_n_best_hypotheses_in_order():
+    step, prompt, state = _random_model(3, batch=2)
+    best = beam_search(step, prompt, state, beam_size=4, max_new_tokens=5, eos_id=EOS)
+    all4 = beam_search(step, prompt, state, beam_size=4, max_new_tokens=5, eos_id=EOS,
+                       num_hypotheses=4)  # fmt: skip
+    assert all4.tokens.shape[0] == 8
+    scores = all4.score().reshape(2, 4)
+    assert (scores[:, :-1] >= scores[:, 1:]).all()  # best first
+    assert torch.equal(all4.tokens.reshape(2, 4, -1)[:, 0], best.tokens)
+    assert len({tuple(row) for row in all4.tokens[:4].tolist()}) == 4  # distinct hypotheses
+    with pytest.raises(ValueError, match="num_hypotheses"):
+        beam_search(step, prompt, state, beam_size=2, max_new_tokens=3, eos_id=EOS,
+                    num_hypotheses=3)  # fmt: skip

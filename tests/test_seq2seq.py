@@ -123,6 +123,14 @@ def test_translator_input_rules():
         Translator(_model(), CharTokenizer("ab"))
 
 
+def test_translator_hypotheses_are_ranked():
+    translator = Translator(_model(), TOKENIZER)
+    hypotheses = translator.hypotheses("ab 12", beam_size=3)
+    assert len(hypotheses) == 3
+    assert [s for _, s in hypotheses] == sorted((s for _, s in hypotheses), reverse=True)
+    assert hypotheses[0][0] == translator.translate(["ab 12"], beam_size=3)[0]
+
+
 def test_translator_cross_attention_for_the_widgets():
     pytest.importorskip("tfm_edu.viz")
     maps = Translator(_model(), TOKENIZER).cross_attention(" ab 12")

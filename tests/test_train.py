@@ -99,7 +99,7 @@ def test_fit_stops_on_nan_and_bad_arguments():
 
 def test_plots_of_history_and_schedule_run_headless():
     from tfm_edu.train import History
-    from tfm_edu.viz.training import plot_history, plot_schedule, smooth
+    from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule, smooth
 
     assert smooth([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
     history = History(steps=[0, 1, 2], loss=[3.0, 2.0, 1.0], evals=[{"step": 2, "acc": 0.5}])
@@ -119,3 +119,7 @@ def test_plots_of_history_and_schedule_run_headless():
     assert len(fig.axes[0].lines) == 2
     with pytest.raises(ValueError, match="steps must be"):
         plot_schedule(warmup_schedule(10, 100), 0)
+    fig = plot_per_layer({"post-LN": [1.0, 2.0, 3.0], "pre-LN": [1.0, 1.0, 1.0]}, ylabel="norm")
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[1, 2, 3]] * 2
+    with pytest.raises(ValueError, match="one value per layer"):
+        plot_per_layer({}, ylabel="norm")

@@ -142,6 +142,7 @@ def beam_search(
     eos_id: int,
     pad_id: int = 0,
     length_penalty: float = 1.0,
+    num_hypotheses: int = 1,
 ) -> Generated:
     """Beam search, batched: B inputs x `beam_size` hypotheses are decoded as B * k rows.
 
@@ -155,13 +156,17 @@ def beam_search(
         beam_size: k >= 1 (k = 1 is greedy decoding).
         length_penalty: alpha in the final ranking; 0 ranks by total log-probability (which
             favours short outputs), 1 by the mean log-probability per token.
+        num_hypotheses: n <= k final hypotheses to return per input, best first.
 
     Returns:
-        Generated: the best hypothesis per input, tokens (B, L).
+        Generated with B * n rows: input b's hypotheses are rows b*n ... b*n + n - 1, best first
+        (with n = 1: the best hypothesis per input, tokens (B, L)).
     """
     _check_prompt(prompt, max_new_tokens)
     if not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+    if not isinstance(num_hypotheses, int) or not 1 <= num_hypotheses <= beam_size:
+        raise ValueError(f"need 1 <= num_hypotheses <= beam_size={beam_size}, got {num_hypotheses}")
     B, k, device = prompt.shape[0], beam_size, prompt.device
     rows = torch.arange(B, device=device).repeat_interleave(k)  # (B*k,)
     tokens = prompt.index_select(0, rows)  # (B*k, t0)
@@ -191,11 +196,12 @@ def beam_search(
         if finished.all():
             break
     final = scores / length.reshape(B, k).clamp(min=1).float() ** length_penalty  # (B, k)
-    best = torch.arange(B, device=device) * k + final.argmax(dim=-1)  # (B,)
+    ranked = final.topk(num_hypotheses, dim=-1).indices  # (B, n) best first
+    best = (torch.arange(B, device=device)[:, None] * k + ranked).reshape(-1)  # (B*n,)
     return Generated(
-        tokens.index_select(0, best)[:, prompt.shape[1] :],  # (B, L)
-        scores.reshape(B * k).index_select(0, best),  # (B,)
-        length.index_select(0, best),  # (B,)
+        tokens.index_select(0, best)[:, prompt.shape[1] :],  # (B*n, L)
+        scores.reshape(B * k).index_select(0, best),  # (B*n,)
+        length.index_select(0, best),  # (B*n,)
     )
 
 

@@ -201,9 +201,13 @@ class Translator:
 
     @torch.no_grad()
     def generate(
-        self, texts: Sequence[str], beam_size: int = 1, length_penalty: float = 1.0
+        self,
+        texts: Sequence[str],
+        beam_size: int = 1,
+        length_penalty: float = 1.0,
+        num_hypotheses: int = 1,
     ) -> decode.Generated:
-        """Decode a batch: greedy when beam_size is 1, else beam search."""
+        """Decode a batch: greedy when beam_size is 1, else beam search (n best per text)."""
         device = next(self.model.parameters()).device
         source = self.encode_texts(texts).to(device)  # (B, S)
         prompt = torch.full((len(texts), 1), self.tokenizer.bos_id, device=device)  # (B, 1)
@@ -217,7 +221,7 @@ class Translator:
             return decode.greedy(self.model.step, prompt, state, **options)
         return decode.beam_search(
             self.model.step, prompt, state, beam_size=beam_size, length_penalty=length_penalty,
-            **options,
+            num_hypotheses=num_hypotheses, **options,
         )  # fmt: skip
 
     def translate(
@@ -231,6 +235,15 @@ class Translator:
             result = self.generate(texts[start : start + batch_size], beam_size)
             outputs += [self.tokenizer.decode(row) for row in result.tokens.tolist()]
         return outputs
+
+    def hypotheses(self, text: str, beam_size: int = 5) -> list[tuple[str, float]]:
+        """Beam search's `beam_size` final hypotheses for one text: (output, score), best first.
+
+        The score is the mean log-probability per output character ([EOS] included).
+        """
+        result = self.generate([text], beam_size, num_hypotheses=beam_size)
+        texts = [self.tokenizer.decode(row) for row in result.tokens.tolist()]
+        return list(zip(texts, result.score().tolist(), strict=True))
 
     @torch.no_grad()
     def cross_attention(self, text: str):

@@ -11,13 +11,13 @@ variant (Loshchilov & Hutter, 2017, "SGDR").
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from tfm_edu.viz import _common as common
 
-__all__ = ["smooth", "plot_history", "plot_schedule"]
+__all__ = ["smooth", "plot_history", "plot_schedule", "plot_per_layer"]
 
 
 def smooth(values, window: int) -> np.ndarray:
@@ -35,7 +35,7 @@ def plot_history(
     history,
     *,
     metrics: list[str] | None = None,
-    window: int = 20,
+    window: int | None = None,
     log_loss: bool = False,
     title: str | None = None,
 ):
@@ -45,7 +45,7 @@ def plot_history(
         history: a `tfm_edu.train.History` (anything with `steps`, `loss` and `evals`), or a
             dict {run name: History} to compare runs.
         metrics: which evaluated metrics to draw (default: every metric found in `evals`).
-        window: steps in the moving average of the loss.
+        window: points in the moving average of the loss (default: 1/50 of the run, >= 1).
         log_loss: draw the loss on a log scale.
         title: the figure's title.
 
@@ -58,6 +58,8 @@ def plot_history(
     missing = [m for m in metrics if m not in found]
     if missing:
         raise ValueError(f"metrics {missing} were never evaluated; found {found}")
+    if window is None:
+        window = max(1, max(len(run.loss) for run in runs.values()) // 50)
     fig = common.new_matplotlib_figure(10.0 if metrics else 5.5, 3.6)
     axes = fig.subplots(1, 2 if metrics else 1, squeeze=False)[0]
     colors = _colors(len(runs))
@@ -69,7 +71,11 @@ def plot_history(
             values = [e[metric] for e in run.evals if metric in e]
             label = metric if len(runs) == 1 else f"{name}: {metric}"
             axes[1].plot(steps, values, style, marker="o", color=color, label=label)
-    axes[0].set(xlabel="step", ylabel="training loss", title=f"loss (moving average of {window})")
+    axes[0].set(
+        xlabel="step",
+        ylabel="training loss",
+        title="loss" if window == 1 else f"loss (moving average of {window})",
+    )
     if log_loss:
         axes[0].set_yscale("log")
     if len(runs) > 1:
@@ -121,6 +127,40 @@ def plot_schedule(
     ax.set_ylim(bottom=0)
     if len(schedules) > 1 or warmup_steps:
         ax.legend(fontsize=8)
+    return fig
+
+
+def plot_per_layer(
+    series: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str,
+    title: str | None = None,
+    log: bool = False,
+):
+    """One value per layer for each setting, e.g. gradient norms of post-LN vs pre-LN at init.
+
+    Args:
+        series: {setting name: L values, layer 1 first}.
+        ylabel: what the values are.
+        title: the axes' title.
+        log: logarithmic y axis.
+
+    Returns:
+        A matplotlib Figure with layers 1..L on the x axis.
+    """
+    if not series or any(len(values) == 0 for values in series.values()):
+        raise ValueError("series must be a non-empty dict {name: one value per layer}")
+    fig = common.new_matplotlib_figure(5.5, 3.2)
+    ax = fig.add_subplot()
+    for (name, values), color in zip(series.items(), _colors(len(series)), strict=True):
+        layers = np.arange(1, len(values) + 1)
+        ax.plot(layers, np.asarray(values, dtype=float), marker="o", color=color, label=name)
+    ax.set(xlabel="layer (1 = next to the input)", ylabel=ylabel, title=title or "")
+    if log:
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
     return fig
 
 

@@ -13,9 +13,9 @@
 Every clause is negated with probability 1/2 and the two orders of a contrast are equally likely,
 so each word is as common in positive as in negative sentences: a bag-of-words classifier cannot
 tell "not bad" from "bad, not" nor "good but dull" from "dull but good". A Transformer can, because
-it sees the order. The same grammar feeds masked-language-model pretraining: predicting a hidden
-adjective after "but" or "and" needs the sentiment of the other clause, so pretraining already
-learns what fine-tuning needs.
+it sees the order. The same grammar, with rarer negation, feeds masked-language-model
+pretraining: guessing a hidden verb ("the actor in the scenes [MASK] good") needs the subject,
+which is the kind of structure fine-tuning later builds on.
 """
 
 from __future__ import annotations

@@ -60,6 +60,12 @@ __all__ = [
 MLM_CHECKPOINT = "bert_tiny_mlm"
 SENTIMENT_CHECKPOINT = "bert_tiny_sentiment"
 SCRATCH_CHECKPOINT = "bert_tiny_sentiment_scratch"
+# The classifier reads the mean of the token vectors, not [CLS]: our pretraining has only the
+# masked-LM task (no next-sentence prediction), so [CLS] is never trained to summarise the
+# sentence, while every token vector is. Measured on 1000 labels, seed 0: [CLS] pooling
+# fine-tuned the pretrained model to 0.52-0.86 test accuracy depending on the pretraining run,
+# mean pooling to 0.97-0.98.
+POOLING = "mean"
 
 
 def mlm_batches(texts: list[str], tokenizer: WordPiece, batch_size: int, seed: int = 0):
@@ -347,7 +353,7 @@ def _train_sentiment(args: argparse.Namespace, argv: list[str] | None) -> dict:
     results, models, seconds = {}, {}, {}
     for variant in ("pretrained", "scratch"):
         seed_everything(args.seed)
-        model = BERTForSequenceClassification(pretrained.config, num_labels=2, pooling="cls")
+        model = BERTForSequenceClassification(pretrained.config, num_labels=2, pooling=POOLING)
         if variant == "pretrained":
             model.bert.load_state_dict(pretrained.bert.state_dict())
         valid_labels = np.array([r.label for r in splits["valid"]])
@@ -393,7 +399,7 @@ def _train_sentiment(args: argparse.Namespace, argv: list[str] | None) -> dict:
             metrics={**results[variant], "comparison": results, "settings": vars(args)},
             extra={
                 "tokenizer": tokenizer.to_dict(),
-                "head": {"num_labels": 2, "pooling": "cls"},
+                "head": {"num_labels": 2, "pooling": POOLING},
                 "history": _history_summary(history),
                 "variant": variant,
             },

@@ -1,0 +1,66 @@
+"""Chapter 6's recipes: they run end to end, and the shipped checkpoints keep their promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tfm_edu.checkpoints import load_card
+from tfm_edu.data import sentences
+from tfm_edu.recipes import bert as recipe
+
+
+def test_recipes_run_end_to_end(tmp_path, capsys):
+    mlm = tmp_path / "mlm"
+    metrics = recipe.main_mlm(["--steps", "4", "--corpus", "200", "--out", str(mlm), "--quiet"])
+    assert set(metrics) >= {"masked_accuracy", "agreement", "polarity", "seconds"}
+    model, tokenizer = recipe.load_mlm(mlm)
+    assert model.mlm_head.decoder.weight is model.bert.embeddings.token_embedding.weight
+    results = recipe.main_sentiment(
+        ["--pretrained", str(mlm), "--steps", "3", "--train-size", "64", "--quiet",
+         "--out", str(tmp_path / "sentiment"), "--scratch-out", str(tmp_path / "scratch")]
+    )  # fmt: skip
+    assert set(results) == {"pretrained", "scratch", "bag_of_words"}
+    assert "bag_of_words" in capsys.readouterr().out
+    classifier, _ = recipe.load_sentiment(tmp_path / "sentiment")
+    assert classifier.pooling == recipe.POOLING
+    card = load_card(tmp_path / "scratch")
+    assert card["variant"] == "scratch" and "bert-sentiment" in card["command"]
+    assert torch.get_num_threads() >= 1  # the recipe restored the thread setting
+    with pytest.raises(SystemExit, match="bert-mlm"):
+        recipe.main_sentiment(["--pretrained", str(tmp_path / "missing")])
+
+
+def test_fill_mask_and_metrics():
+    model, tokenizer = recipe.load_mlm()
+    guesses = recipe.fill_mask(model, tokenizer, "the actors in the film [MASK] good .", top_k=3)
+    assert len(guesses) == 1 and len(guesses[0]) == 3
+    with pytest.raises(ValueError, match="MASK"):
+        recipe.fill_mask(model, tokenizer, "no blank here")
+    metrics = recipe.classification_metrics([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6])
+    assert metrics["accuracy"] == 0.5 and metrics["confusion"] == [[1, 1], [1, 1]]
+    assert metrics["precision"] == metrics["recall"] == metrics["f1"] == 0.5
+    assert metrics["roc_auc"] == 0.75
+
+
+def test_shipped_checkpoints_beat_both_baselines():
+    """The promise of chapter 6, recomputed from data/ on the test split."""
+    splits = sentences.sentiment_splits()
+    texts = [row.text for row in splits["test"]]
+    labels = np.array([row.label for row in splits["test"]])
+    finetuned, tokenizer = recipe.load_sentiment(recipe.SENTIMENT_CHECKPOINT)
+    scratch, _ = recipe.load_sentiment(recipe.SCRATCH_CHECKPOINT)
+    probabilities = {
+        "pretrained": recipe.sentiment_probabilities(finetuned, tokenizer, texts),
+        "scratch": recipe.sentiment_probabilities(scratch, tokenizer, texts),
+        "bag_of_words": recipe.bag_of_words_probabilities(splits["train"], texts),
+    }
+    accuracy = {name: np.mean((p >= 0.5) == labels) for name, p in probabilities.items()}
+    assert accuracy["pretrained"] >= 0.9
+    assert accuracy["pretrained"] > accuracy["scratch"] + 0.1
+    assert accuracy["pretrained"] > accuracy["bag_of_words"] + 0.3
+    card = load_card(recipe.SENTIMENT_CHECKPOINT)
+    assert card["metrics"]["accuracy"] == pytest.approx(accuracy["pretrained"], abs=1e-6)
+    mlm_card = load_card(recipe.MLM_CHECKPOINT)
+    assert mlm_card["metrics"]["agreement"] >= 0.9

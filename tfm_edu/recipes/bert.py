@@ -50,6 +50,8 @@ __all__ = [
     "sentiment_probabilities",
     "bag_of_words_probabilities",
     "classification_metrics",
+    "attention_to_negator",
+    "attention_to_second_clause",
     "load_mlm",
     "load_sentiment",
     "history_from_card",
@@ -215,6 +217,46 @@ def classification_metrics(labels, probabilities, threshold: float = 0.5) -> dic
         "roc_auc": float(metrics.roc_auc_score(labels, probabilities)),
         "confusion": metrics.confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
     }
+
+
+def attention_to_negator(model, tokenizer: WordPiece, rows) -> np.ndarray:
+    """(L, H): average attention from a negated adjective to its negator ("not"/"never"),
+    over every negated clause of `rows` (intensifiers in between are skipped)."""
+    from tfm_edu.viz.probes import bert_attention_maps
+
+    weights = []
+    for row in rows:
+        maps = bert_attention_maps(model, tokenizer, row.text)
+        tokens = maps.query_tokens
+        for i, token in enumerate(tokens):
+            if token in sentences.POSITIVE + sentences.NEGATIVE:
+                j = i - 1
+                while tokens[j] in sentences.INTENSIFIERS:
+                    j -= 1
+                if tokens[j] in sentences.NEGATORS:
+                    weights.append(maps.attentions[:, :, i, j])  # (L, H)
+    if not weights:
+        raise ValueError("no negated clause in these rows")
+    return np.mean(weights, axis=0)  # (L, H)
+
+
+def attention_to_second_clause(model, tokenizer: WordPiece, rows, kind: str) -> float:
+    """In "A and B" / "A but B" sentences (`kind`), the share of the adjectives' attention (last
+    layer, mean over heads, ordinary tokens only) that goes to clause B."""
+    from tfm_edu.viz.probes import bert_attention_maps
+
+    shares = []
+    for row in [r for r in rows if r.kind == kind]:
+        maps = bert_attention_maps(model, tokenizer, row.text)
+        tokens = maps.query_tokens
+        split = tokens.index(kind)
+        last_layer = maps.attentions[-1].mean(axis=0)  # (T, T)
+        for i, token in enumerate(tokens):
+            if token in sentences.POSITIVE + sentences.NEGATIVE:
+                shares.append(last_layer[i, split + 1 : -1].sum() / last_layer[i, 1:-1].sum())
+    if not shares:
+        raise ValueError(f"no {kind!r} sentence in these rows")
+    return float(np.mean(shares))
 
 
 def _by_kind(rows, probabilities) -> dict[str, float]:

@@ -126,11 +126,11 @@ class AttentionTo:
         L, H, _ = self.weights.shape
         cells = [[f"{t} {w:.2f}" for t, w in (self.top(l, h) for h in range(H))] for l in range(L)]
         width = max(len(cell) for row in cells for cell in row)
-        header = "      " + " ".join(f"{f'head {h}':>{width}}" for h in range(H))
+        label = len(f"layer {L - 1}") + 1
+        header = " " * label + " ".join(f"{f'head {h}':>{width}}" for h in range(H))
         lines = [f"{self.word!r} attends most to (token, weight), per layer and head:", header]
-        lines += [
-            f"layer {l}" + " ".join(f"{c:>{width}}" for c in row) for l, row in enumerate(cells)
-        ]
+        for l, row in enumerate(cells):
+            lines.append(f"{f'layer {l}':<{label}}" + " ".join(f"{c:>{width}}" for c in row))
         return "\n".join(lines)
 
     def figure(self, backend: str = "plotly"):

@@ -128,3 +128,10 @@ def test_the_recipe_writes_a_complete_card(tmp_path, capsys):
     assert metrics["steps"] == 4 and 0 <= metrics["test_exact_match_greedy"] <= 1
     assert len(load_history(card).evals) >= 1
     assert date_translator(str(stem)).translate(["3 March 1998"])[0] is not None
+
+
+def test_names_with_dots_keep_them(tmp_path):
+    model, _ = _save(tmp_path, name="model.v2")
+    assert (tmp_path / "model.v2.safetensors").is_file() and (tmp_path / "model.v2.json").is_file()
+    assert load_card(tmp_path / "model.v2")["model"] == "Seq2SeqTransformer"
+    load_weights(Seq2SeqTransformer(CONFIG), tmp_path / "model.v2.safetensors")

@@ -53,7 +53,7 @@ def save_checkpoint(
     """
     stem = _stem(name)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    weights = stem.with_suffix(".safetensors")
+    weights = _file(stem, ".safetensors")
     save_model(model, str(weights))
     card = {
         "model": type(model).__name__,
@@ -62,13 +62,13 @@ def save_checkpoint(
         "metrics": metrics or {},
         **(extra or {}),
     }
-    stem.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    _file(stem, ".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return weights
 
 
 def load_card(name: str | Path) -> dict[str, Any]:
     """Read `<name>.json`, raising CheckpointError (naming the file) if missing or malformed."""
-    path = _stem(name).with_suffix(".json")
+    path = _file(_stem(name), ".json")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint card not found")
     try:
@@ -87,7 +87,7 @@ def load_weights(model: nn.Module, name: str | Path) -> nn.Module:
         CheckpointError naming the file and what is wrong: missing file, corrupt file,
         missing or unexpected tensor names, or shape mismatches.
     """
-    path = _stem(name).with_suffix(".safetensors")
+    path = _file(_stem(name), ".safetensors")
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
@@ -129,3 +129,8 @@ def _stem(name: str | Path) -> Path:
     if len(path.parts) == 1:
         path = data_dir() / path
     return path
+
+
+def _file(stem: Path, suffix: str) -> Path:
+    """stem + suffix, keeping dots in the name: "model.v2" -> "model.v2.json" (not "model.json")."""
+    return stem.with_name(stem.name + suffix)

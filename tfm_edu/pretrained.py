@@ -42,7 +42,7 @@ def date_translator(name: str = "date_translator", device=None):
     Raises:
         CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
     """
-    from tfm_edu.checkpoints import CheckpointError, _stem, load_card, load_weights
+    from tfm_edu.checkpoints import CheckpointError, _file, _stem, load_card, load_weights
     from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
     from tfm_edu.tokenize import CharTokenizer
 
@@ -54,7 +54,7 @@ def date_translator(name: str = "date_translator", device=None):
         tokenizer = CharTokenizer.from_dict(card["tokenizer"])
         model = Seq2SeqTransformer(config)
     except (KeyError, TypeError, ValueError) as error:
-        card_path = _stem(name).with_suffix(".json")
+        card_path = _file(_stem(name), ".json")
         raise CheckpointError(f"{card_path}: not a Seq2SeqTransformer card ({error!r})") from None
     load_weights(model, name)
     return Translator(model.to(device or "cpu").eval(), tokenizer, card)

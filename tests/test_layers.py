@@ -139,3 +139,10 @@ def test_parameter_count():
     assert sum(p.numel() for p in decoder_layer.parameters()) == (
         2 * attention + feed_forward + 3 * 2 * D
     )
+
+
+def test_stacks_need_at_least_one_layer():
+    with pytest.raises(ValueError, match="num_layers"):
+        Encoder(0, D, H, FF)
+    with pytest.raises(ValueError, match="num_layers"):
+        Decoder(2.5, D, H, FF)

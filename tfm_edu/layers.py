@@ -171,6 +171,7 @@ class Encoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
+        _check_num_layers(num_layers)
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
             for _ in range(num_layers)
@@ -205,6 +206,7 @@ class Decoder(nn.Module):
         layer_norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
+        _check_num_layers(num_layers)
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
             for _ in range(num_layers)
@@ -230,3 +232,8 @@ class Decoder(nn.Module):
                 self_attentions.append(self_w)
                 cross_attentions.append(cross_w)
         return self.final_norm(x), self_attentions, cross_attentions
+
+
+def _check_num_layers(num_layers: int) -> None:
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")

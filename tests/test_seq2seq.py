@@ -138,3 +138,21 @@ def test_translator_cross_attention_for_the_widgets():
     assert maps.layer_names == ["cross 1"]
     assert maps.attentions.shape == (1, 2, len(maps.query_tokens), 5)
     assert abs(maps.attentions.sum(-1) - 1).max() < 1e-5
+
+
+def test_training_batches_are_bucketed_trimmed_and_complete():
+    from tfm_edu.data.dates import make_splits
+    from tfm_edu.recipes.dates import batches, date_tokenizer, encode_pairs
+
+    pairs = make_splits(0, num_train=640, num_val=0, num_test=0).train
+    source, target = encode_pairs(pairs, date_tokenizer())
+    stream = batches(source, target, batch_size=32, seed=0)
+    epoch = [next(stream) for _ in range(20)]  # 640 / 32 batches: one pass over the data
+    seen = sorted(tuple(t.tolist()) for _, tgt in epoch for t in tgt)
+    assert seen == sorted(tuple(t.tolist()) for t in target)  # every example exactly once
+    for src, _ in epoch:
+        lengths = (src != 0).sum(dim=1)
+        assert lengths.max() == src.shape[1]  # trimmed to the longest in the batch
+        assert lengths.max() - lengths.min() <= 6  # bucketed: similar lengths together
+    with pytest.raises(ValueError, match="batch_size=32"):
+        next(batches(source[:10], target[:10], batch_size=32))

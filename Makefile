@@ -33,8 +33,10 @@ $(VENV)/.dev: $(VENV)/.lab
 	touch $@
 
 lab: $(VENV)/.lab
-	@# Jupyter's normal token stays on: the URL with the token is printed below.
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 notebooks/00_start_here.ipynb
+	@# Jupyter's normal token stays on: the URL with the token is printed below. (Jupyter refuses
+	@# to run as root without --allow-root: containers and CI machines often are root.)
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/00_start_here.ipynb
 
 test: $(VENV)/.dev lint unit notebooks browser-test
 

@@ -312,7 +312,7 @@ def main_mlm(argv: list[str] | None = None) -> dict:
     parser.add_argument("--corpus", type=int, default=20_000, help="unlabelled sentences")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=MLM_CHECKPOINT, help="checkpoint name in data/")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args(argv or [])
     with _threads(args.threads):
@@ -345,7 +345,7 @@ def _train_mlm(args: argparse.Namespace, argv: list[str] | None) -> dict:
         warmup_steps=args.steps // 10,
         evaluate=evaluate,
         eval_every=max(1, args.steps // 10),
-        progress=not args.quiet,
+        progress=not args.no_progress,
         desc="bert-mlm",
     )
     metrics = {**history.evals[-1], "seconds": round(history.seconds, 1)}
@@ -354,7 +354,7 @@ def _train_mlm(args: argparse.Namespace, argv: list[str] | None) -> dict:
         model,
         args.out,
         config,
-        command="python -m tfm_edu.train bert-mlm " + " ".join(argv or []),
+        command=" ".join(["python -m tfm_edu.train bert-mlm", *(argv or [])]),
         metrics=metrics,
         extra={"tokenizer": tokenizer.to_dict(), "history": _history_summary(history)},
     )
@@ -377,7 +377,7 @@ def main_sentiment(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=SENTIMENT_CHECKPOINT)
     parser.add_argument("--scratch-out", default=SCRATCH_CHECKPOINT)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args(argv or [])
     with _threads(args.threads):
@@ -414,7 +414,7 @@ def _train_sentiment(args: argparse.Namespace, argv: list[str] | None) -> dict:
             warmup_steps=args.steps // 10,
             evaluate=evaluate,
             eval_every=max(1, args.steps // 10),
-            progress=not args.quiet,
+            progress=not args.no_progress,
             desc=f"bert-sentiment ({variant})",
         )
         seconds[variant] = time.perf_counter() - start
@@ -430,7 +430,7 @@ def _train_sentiment(args: argparse.Namespace, argv: list[str] | None) -> dict:
         **classification_metrics(test_labels, bag),
         **_by_kind(splits["test"], bag),
     }
-    command = "python -m tfm_edu.train bert-sentiment " + " ".join(argv or [])
+    command = " ".join(["python -m tfm_edu.train bert-sentiment", *(argv or [])])
     for variant, name in (("pretrained", args.out), ("scratch", args.scratch_out)):
         model, history = models[variant]
         save_checkpoint(

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from einops import rearrange
+from exercise_helpers import assert_hint, stub
 from torch import nn
 
 from tfm_edu import numpy_attention as npa
@@ -24,17 +25,6 @@ from tfm_edu.exercises.attention import (
     check_softmax,
     check_split_heads,
 )
-
-
-def assert_hint(result, fragment):
-    assert result.status == "failed", result.message
-    assert "Hint:" in result.message, result.message
-    assert fragment in " ".join(result.message.split()), result.message
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError
-
 
 # ---------------------------------------------------------------- softmax
 

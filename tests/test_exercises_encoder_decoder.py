@@ -8,19 +8,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from exercise_helpers import assert_hint, stub
 
 from tfm_edu.exercises.decoder import check_beam_step, check_greedy_decode, check_teacher_forcing
 from tfm_edu.exercises.encoder import check_feed_forward, check_layer_norm, check_pre_ln_block
-
-
-def assert_hint(result, fragment):
-    assert result.status == "failed", result.message
-    assert "Hint:" in result.message, result.message
-    assert fragment in " ".join(result.message.split()), result.message
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError
 
 
 def test_feed_forward():

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from exercise_helpers import assert_hint, stub
 
 from tfm_edu import positional
 from tfm_edu.exercises.positional import (
@@ -18,17 +19,6 @@ from tfm_edu.exercises.positional import (
     check_rotary_angles,
     check_sinusoidal_encoding,
 )
-
-
-def assert_hint(result, fragment):
-    assert result.status == "failed", result.message
-    assert "Hint:" in result.message, result.message
-    assert fragment in " ".join(result.message.split()), result.message
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError
-
 
 # ------------------------------------------------------------------ sinusoidal table
 

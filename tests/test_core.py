@@ -58,3 +58,14 @@ def test_attention_benchmark_runs_and_reports_ratios():
     (row,) = rows
     assert row["B,T,D,H"] == "1,4,8,2"
     assert row["ours/nn.MHA"].endswith("x") and row["numpy/ours"].endswith("x")
+
+
+def test_cpu_threads_sets_then_restores():
+    from tfm_edu.device import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="at least one thread"), cpu_threads(0):
+        pass

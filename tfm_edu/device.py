@@ -6,9 +6,12 @@ on a laptop CPU and on a GPU.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-__all__ = ["pick", "describe"]
+__all__ = ["pick", "describe", "cpu_threads"]
 
 
 def pick(prefer: str | None = None) -> torch.device:
@@ -41,6 +44,23 @@ def describe(device: torch.device | None = None) -> str:
     if device.type == "mps":
         return "mps: Apple GPU"
     return f"cpu ({torch.get_num_threads()} threads)"
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` PyTorch CPU threads, then restore the previous setting.
+
+    The course's models are small: one thread is often faster than two when other programs
+    share the cores, and it makes training reproducible bit for bit.
+    """
+    if count < 1:
+        raise ValueError(f"need at least one thread, got {count}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _mps_available() -> bool:

@@ -16,7 +16,6 @@ with 2 threads than with 1 while other jobs shared the 2 cores).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import numpy as np
@@ -27,6 +26,7 @@ from torch import Tensor, nn
 from tfm_edu import seed_everything
 from tfm_edu.checkpoints import CheckpointError, load_card, load_weights, save_checkpoint
 from tfm_edu.data import sentences
+from tfm_edu.device import cpu_threads
 from tfm_edu.models.bert import (
     BERTConfig,
     BERTForMaskedLM,
@@ -315,7 +315,7 @@ def main_mlm(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args(argv or [])
-    with _threads(args.threads):
+    with cpu_threads(args.threads):
         return _train_mlm(args, argv)
 
 
@@ -380,7 +380,7 @@ def main_sentiment(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     args = parser.parse_args(argv or [])
-    with _threads(args.threads):
+    with cpu_threads(args.threads):
         return _train_sentiment(args, argv)
 
 
@@ -448,17 +448,6 @@ def _train_sentiment(args: argparse.Namespace, argv: list[str] | None) -> dict:
         )
     _print_comparison(results, args.train_size)
     return results
-
-
-@contextlib.contextmanager
-def _threads(count: int):
-    """Run with `count` torch CPU threads, then restore the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _print_comparison(results: dict, train_size: int) -> None:

@@ -20,6 +20,7 @@ from torch import Tensor
 from tfm_edu import seed_everything
 from tfm_edu.checkpoints import save_checkpoint
 from tfm_edu.data.dates import ALPHABET, make_splits
+from tfm_edu.device import cpu_threads
 from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
 from tfm_edu.tokenize import CharTokenizer
 from tfm_edu.train import History, fit
@@ -188,7 +189,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=CHECKPOINT, help="checkpoint name (or path) in data/")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv or [])
-    torch.set_num_threads(args.threads)
+    with cpu_threads(args.threads):
+        _train(args, argv)
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None) -> None:
     start = time.perf_counter()
     config = Seq2SeqConfig(
         vocab_size=date_tokenizer().vocab_size,

@@ -32,6 +32,7 @@ from tfm_edu import seed_everything
 from tfm_edu.attention import set_fused
 from tfm_edu.checkpoints import data_dir, save_checkpoint
 from tfm_edu.data import digits
+from tfm_edu.device import cpu_threads
 from tfm_edu.models.vit import ViT, ViTConfig
 from tfm_edu.train import History, fit
 
@@ -248,7 +249,11 @@ def main(argv: list[str] | None = None) -> None:
         "and extra threads slow it down badly when other programs share the cores)",
     )
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    with cpu_threads(args.threads):
+        _run(args, argv)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     progress = not args.no_progress
     if args.baselines:
         rows, vits = baselines(args.seed, progress)

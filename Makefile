@@ -71,7 +71,7 @@ bench: $(VENV)/.lab
 	$(PY) -m tfm_edu.bench bert
 
 student: $(VENV)/.lab
-	$(PY) -m tfm_edu.exercises.student notebooks student
+	$(PY) -m tfm_edu.teacher.student_copies notebooks student
 
 clean:
 	rm -rf $(VENV) student .pytest_cache

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tfm_edu import numpy_attention as npa
-from tfm_edu.attention import MultiHeadAttention, scaled_dot_product_attention, set_fused
+from tfm_edu.attention import (
+    MultiHeadAttention,
+    merge_heads,
+    scaled_dot_product_attention,
+    set_fused,
+    split_heads,
+)
 from tfm_edu.reference import copy_attention_to_torch, to_torch_mask
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -39,7 +45,7 @@ shapes = st.tuples(
 def test_four_implementations_agree(shape, dtype, seed, masked):
     B, T, S, (D, H) = shape
     torch.manual_seed(seed)
-    ours = MultiHeadAttention(D, H, bias=False).to(dtype).eval()
+    ours = MultiHeadAttention(d_model=D, num_heads=H, bias=False).to(dtype).eval()
     theirs = nn.MultiheadAttention(D, H, bias=False, batch_first=True).to(dtype).eval()
     copy_attention_to_torch(ours, theirs)
     query, memory = torch.randn(B, T, D, dtype=dtype), torch.randn(B, S, D, dtype=dtype)
@@ -99,12 +105,12 @@ def test_sdpa_matches_torch_and_rows_sum_to_one(shape, seed):
 
 def test_fully_masked_rows_are_zero_on_both_paths():
     torch.manual_seed(0)
-    module = MultiHeadAttention(8, 2, bias=False).eval()
+    module = MultiHeadAttention(d_model=8, num_heads=2, bias=False).eval()
     x = torch.randn(1, 3, 8)
     mask = torch.tensor([[True, True, False], [False, False, False], [True, False, True]])
     with torch.no_grad():
         out, weights = module(x, x, x, mask)
-        fused_out, _ = set_fused(module)(x, x, x, mask, need_weights=False)
+        fused_out, _ = set_fused(module)(x, x, x, mask, return_attention=False)
     assert torch.isfinite(out).all() and torch.isfinite(fused_out).all()
     assert torch.all(weights[:, :, 1] == 0)
     torch.testing.assert_close(fused_out, out)
@@ -112,7 +118,7 @@ def test_fully_masked_rows_are_zero_on_both_paths():
 
 def test_padding_mask_from_numpy_helper_works_in_torch():
     torch.manual_seed(1)
-    module = MultiHeadAttention(8, 2).eval()
+    module = MultiHeadAttention(d_model=8, num_heads=2).eval()
     x = torch.randn(2, 4, 8)
     mask = torch.from_numpy(npa.padding_mask([2, 4], 4))[:, None]  # (B, 1, 1, S)
     with torch.no_grad():
@@ -126,7 +132,7 @@ def test_padding_mask_from_numpy_helper_works_in_torch():
 
 def test_causal_mask_stops_information_from_the_future():
     torch.manual_seed(2)
-    module = MultiHeadAttention(8, 2).eval()
+    module = MultiHeadAttention(d_model=8, num_heads=2).eval()
     x = torch.randn(1, 5, 8)
     mask = torch.from_numpy(npa.causal_mask(5))
     with torch.no_grad():
@@ -140,7 +146,7 @@ def test_causal_mask_stops_information_from_the_future():
 
 def test_permutation_equivariance_in_torch():
     torch.manual_seed(3)
-    module = MultiHeadAttention(12, 3).eval()
+    module = MultiHeadAttention(d_model=12, num_heads=3).eval()
     x = torch.randn(2, 6, 12)
     perm = torch.randperm(6)
     with torch.no_grad():
@@ -151,7 +157,7 @@ def test_permutation_equivariance_in_torch():
 
 def test_gradients_flow_and_dropout_only_in_training():
     torch.manual_seed(4)
-    module = MultiHeadAttention(8, 2, dropout=0.5)
+    module = MultiHeadAttention(d_model=8, num_heads=2, dropout=0.5)
     x = torch.randn(2, 3, 8, requires_grad=True)
     out_train, _ = module(x, x, x)
     out_train.sum().backward()
@@ -164,7 +170,7 @@ def test_gradients_flow_and_dropout_only_in_training():
 
 
 def test_module_follows_its_device_and_dtype():
-    module = MultiHeadAttention(8, 2).to(torch.float64)
+    module = MultiHeadAttention(d_model=8, num_heads=2).to(torch.float64)
     x = torch.randn(1, 3, 8, dtype=torch.float64)
     out, weights = module(x, x, x)
     assert out.dtype == weights.dtype == torch.float64
@@ -180,15 +186,15 @@ def test_module_follows_its_device_and_dtype():
     ],
 )
 def test_module_names_bad_shapes(q_shape, k_shape, message):
-    module = MultiHeadAttention(8, 2)
+    module = MultiHeadAttention(d_model=8, num_heads=2)
     with pytest.raises(ValueError, match=message):
         module(torch.randn(q_shape), torch.randn(k_shape), torch.randn(k_shape))
 
 
 def test_bad_construction_and_masks():
     with pytest.raises(ValueError, match="num_heads=3 must divide d_model=8"):
-        MultiHeadAttention(8, 3)
-    module = MultiHeadAttention(8, 2)
+        MultiHeadAttention(d_model=8, num_heads=3)
+    module = MultiHeadAttention(d_model=8, num_heads=2)
     x = torch.randn(1, 3, 8)
     with pytest.raises(ValueError, match="boolean"):
         module(x, x, x, mask=torch.ones(3, 3))
@@ -200,8 +206,57 @@ def test_bad_construction_and_masks():
 
 def test_reference_copy_refuses_mismatches():
     with pytest.raises(ValueError, match="shape mismatch"):
-        copy_attention_to_torch(MultiHeadAttention(8, 2), nn.MultiheadAttention(8, 4))
+        copy_attention_to_torch(
+            MultiHeadAttention(d_model=8, num_heads=2), nn.MultiheadAttention(8, 4)
+        )
     with pytest.raises(ValueError, match="bias"):
         copy_attention_to_torch(
-            MultiHeadAttention(8, 2, bias=True), nn.MultiheadAttention(8, 2, bias=False)
+            MultiHeadAttention(d_model=8, num_heads=2, bias=True),
+            nn.MultiheadAttention(8, 2, bias=False),
         )
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_return_attention_false_gives_no_weights_on_either_path(fused):
+    torch.manual_seed(5)
+    module = MultiHeadAttention(d_model=8, num_heads=2, fused=fused).eval()
+    x = torch.randn(2, 3, 8)
+    with torch.no_grad():
+        out, weights = module(x, x, x, return_attention=False)
+        out_with, weights_with = module(x, x, x)  # the default asks for the weights
+    assert weights is None
+    assert weights_with.shape == (2, 2, 3, 3)
+    torch.testing.assert_close(out, out_with)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=2),
+    L=st.integers(1, 5),
+    heads=st.sampled_from([(1, 4), (2, 3), (4, 2)]),  # (H, Dh)
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_split_and_merge_heads_numpy_and_torch_agree(lead, L, heads, seed):
+    H, Dh = heads
+    x = np.random.default_rng(seed).normal(size=(*lead, L, H * Dh))  # (..., L, D)
+    ours = split_heads(torch.from_numpy(x), H)  # (..., H, L, Dh)
+    theirs = npa.split_heads(x, H)
+    assert ours.shape == theirs.shape == (*lead, H, L, Dh)
+    np.testing.assert_array_equal(ours.numpy(), theirs)
+    for h in range(H):  # head h is the slice h*Dh:(h+1)*Dh of every token, said independently
+        np.testing.assert_array_equal(theirs[..., h, :, :], x[..., h * Dh : (h + 1) * Dh])
+    np.testing.assert_array_equal(merge_heads(ours).numpy(), x)
+    np.testing.assert_array_equal(npa.merge_heads(theirs), x)
+
+
+def test_split_heads_is_not_a_plain_view_and_names_bad_shapes():
+    x = torch.arange(3 * 4.0).view(1, 3, 4)  # (B=1, L=3, D=4)
+    heads = split_heads(x, 2)  # (1, 2, 3, 2)
+    assert heads[0, 1].tolist() == [[2.0, 3.0], [6.0, 7.0], [10.0, 11.0]]
+    assert not torch.equal(heads, x.view(1, 2, 3, 2))  # the tempting view mixes tokens
+    with pytest.raises(ValueError, match=r"num_heads=3 dividing D, got \(1, 3, 4\)"):
+        split_heads(x, 3)
+    with pytest.raises(ValueError, match=r"\(\.\.\., H, L, Dh\)"):
+        merge_heads(torch.ones(3, 4))
+    with pytest.raises(ValueError, match="must divide D=4"):
+        npa.split_heads(x.numpy(), 3)

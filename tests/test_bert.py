@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tfm_edu.attention import set_fused
-from tfm_edu.checkpoints import load_weights, save_checkpoint
+from tfm_edu.checkpoints import load_card, load_weights, save_checkpoint
 from tfm_edu.layers import EncoderLayer
 from tfm_edu.models.bert import (
     BERT,
@@ -21,7 +21,6 @@ from tfm_edu.models.bert import (
     apply_mask_rule,
     mask_tokens,
     mean_pool,
-    mlm_loss,
 )
 
 CONFIG = BERTConfig(vocab_size=30, d_model=16, num_layers=2, num_heads=4, d_ff=32, max_positions=12)
@@ -92,7 +91,7 @@ def test_parameter_counts_are_pinned():
         return sum(p.numel() for p in model.parameters())  # tied weights count once
 
     assert count(BERT(BERTConfig.minilm_l6())) == 22_565_376  # 22,713,216 minus the pooler
-    tiny = BERTConfig.tiny(vocab_size=61)
+    tiny = BERTConfig()  # chapter 6's tiny BERT is the default
     embeddings = 61 * 64 + 64 * 64 + 2 * 64 + 2 * 64  # tokens, positions, segments, LayerNorm
     layer = 4 * (64 * 64 + 64) + (64 * 256 + 256) + (256 * 64 + 64) + 2 * 2 * 64
     assert count(BERT(tiny)) == embeddings + 2 * layer == 108_224
@@ -104,7 +103,7 @@ def test_matches_an_independent_functional_bert():
     model = _model()
     ids, types, real = _batch()
     with torch.no_grad():
-        out = model(ids, real, types, output_attentions=True)
+        out = model(ids, real, types, return_attention=True)
         expected, maps = _reference_bert(model.state_dict(), CONFIG, ids, types, real)
     rows = real  # padded query rows are not compared (they are never used)
     torch.testing.assert_close(out.last_hidden_state[rows], expected[rows], atol=1e-5, rtol=1e-5)
@@ -116,14 +115,14 @@ def test_attention_shapes_rows_and_padding():
     model = _model()
     ids, types, real = _batch()
     with torch.no_grad():
-        out = model(ids, real, types, output_attentions=True)
+        out = model(ids, real, types, return_attention=True)
     assert out.last_hidden_state.shape == (2, 8, CONFIG.d_model)
     assert len(out.attentions) == CONFIG.num_layers
     for weights in out.attentions:
         assert weights.shape == (2, CONFIG.num_heads, 8, 8)
         torch.testing.assert_close(weights.sum(-1), torch.ones(2, CONFIG.num_heads, 8))
         assert weights[1, :, :, 4:].abs().max() == 0  # nobody attends to padding
-    assert model(ids, real).attentions is None
+    assert model(ids, real).attentions == ()  # not asked: an empty tuple
 
 
 def test_padding_does_not_change_the_real_tokens():
@@ -197,14 +196,57 @@ def test_mask_tokens_proportions():
     assert (inputs[~chosen] == ids[~chosen]).all()
 
 
-def test_mlm_loss_ignores_unchosen_tokens():
-    logits = torch.randn(2, 3, 7, requires_grad=True)
-    labels = torch.tensor([[IGNORE_INDEX, 4, IGNORE_INDEX], [1, IGNORE_INDEX, IGNORE_INDEX]])
-    expected = F.cross_entropy(torch.stack([logits[0, 1], logits[1, 0]]), torch.tensor([4, 1]))
-    torch.testing.assert_close(mlm_loss(logits, labels), expected)
-    nothing = mlm_loss(logits, torch.full((2, 3), IGNORE_INDEX))
-    nothing.backward()
-    assert nothing.item() == 0 and torch.isfinite(logits.grad).all()
+def test_masked_lm_loss_counts_only_the_chosen_tokens():
+    model = _model(BERTForMaskedLM)
+    ids, types, real = _batch()
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[0, 1], labels[0, 5], labels[1, 2] = 7, 29, 13  # three chosen tokens
+    out = model(ids, real, types, targets=labels)
+    # Written out: the mean of -log softmax(logits)[target] over the chosen places only.
+    chosen = [(0, 1, 7), (0, 5, 29), (1, 2, 13)]
+    expected = -sum(out.logits[b, t].log_softmax(-1)[v] for b, t, v in chosen) / len(chosen)
+    torch.testing.assert_close(out.loss, expected)
+    assert out.loss.requires_grad
+
+
+def test_masked_lm_loss_is_zero_with_a_gradient_when_nothing_is_chosen():
+    model = _model(BERTForMaskedLM)
+    ids, types, real = _batch()
+    out = model(ids, real, types, targets=torch.full_like(ids, IGNORE_INDEX))
+    assert out.loss.item() == 0.0
+    out.loss.backward()  # still part of the graph: a batch without choices does not crash
+    grad = model.bert.embeddings.token_embedding.weight.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    assert model(ids, real, types).loss is None  # no targets, no loss
+
+
+def test_classification_loss_is_the_cross_entropy_of_its_logits():
+    model = _model(BERTForSequenceClassification, num_labels=3)
+    ids, types, real = _batch()
+    targets = torch.tensor([2, 0])
+    out = model(ids, real, types, targets=targets)
+    log_p = out.logits.log_softmax(-1)  # (B, 3)
+    torch.testing.assert_close(out.loss, -(log_p[0, 2] + log_p[1, 0]) / 2)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, targets))
+
+
+def test_masked_lm_targets_of_the_wrong_shape_are_named():
+    ids, types, real = _batch()  # (2, 8)
+    with pytest.raises(ValueError, match=r"\(B, T\) = \(2, 8\), got \(2, 7\)"):
+        _model(BERTForMaskedLM)(ids, real, types, targets=torch.zeros(2, 7, dtype=torch.long))
+
+
+def test_classification_targets_of_the_wrong_shape_are_named():
+    ids, types, real = _batch()  # (2, 8): the targets must be (2,), one class per sequence
+    with pytest.raises(ValueError, match=r"\(2, 8\)"):
+        _model(BERTForSequenceClassification)(ids, real, types, targets=torch.zeros_like(ids))
+
+
+def test_default_config_is_the_shipped_tiny_bert_and_its_tokenizer():
+    from tfm_edu.data import sentences
+
+    assert BERTConfig() == BERTConfig(**load_card("bert_tiny_mlm")["config"])
+    assert BERTConfig().vocab_size == sentences.tokenizer().vocab_size == 61
 
 
 def test_heads_and_tied_checkpoint_round_trip(tmp_path):

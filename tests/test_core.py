@@ -69,3 +69,12 @@ def test_cpu_threads_sets_then_restores():
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="at least one thread"), cpu_threads(0):
         pass
+
+
+def test_benchmarks_are_registered_functions_and_main_shows_help(capsys):
+    assert set(bench.BENCHMARKS) == {"attention", "bert"}
+    for name, (run, description) in bench.BENCHMARKS.items():
+        assert callable(run) and description, name
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main([])
+    assert exit_info.value.code == 0 and "attention" in capsys.readouterr().out

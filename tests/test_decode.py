@@ -7,15 +7,28 @@ import itertools
 import pytest
 import torch
 
-from tfm_edu.decode import (
-    Generated,
-    beam_search,
-    greedy,
-    reorder_state,
-    sequence_log_prob,
-)
+from tfm_edu.decode import Generated, beam_search, beam_step, greedy, reorder_state
 
 V, PAD, BOS, EOS = 5, 0, 1, 2
+
+
+def sequence_log_prob(step, prompt, state, tokens, *, eos_id):
+    """The test's oracle: score given continuations token by token under the model.
+
+    tokens (B, L); everything after a row's first EOS is ignored. Returns log_prob (B,) and
+    length (B,) (EOS included), as `Generated` counts them.
+    """
+    B, L = tokens.shape
+    log_prob = torch.zeros(B)  # (B,)
+    length = torch.zeros(B, dtype=torch.long)  # (B,)
+    finished = torch.zeros(B, dtype=torch.bool)  # (B,)
+    for i in range(L):
+        logits, state = step(torch.cat([prompt, tokens[:, :i]], dim=1), state)  # (B, V)
+        gained = torch.log_softmax(logits.float(), dim=-1).gather(1, tokens[:, i : i + 1])
+        log_prob = log_prob + gained.squeeze(1).masked_fill(finished, 0.0)  # (B,)
+        length = length + (~finished).long()  # (B,)
+        finished = finished | (tokens[:, i] == eos_id)  # (B,)
+    return log_prob, length
 
 
 def markov_step(table: torch.Tensor):
@@ -159,3 +172,36 @@ def test_beam_returns_its_n_best_hypotheses_in_order():
     with pytest.raises(ValueError, match="num_hypotheses"):
         beam_search(step, prompt, state, beam_size=2, max_new_tokens=3, eos_id=EOS,
                     num_hypotheses=3)  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_beam_step_keeps_the_best_extensions_of_a_brute_force_loop(seed):
+    generator = torch.Generator().manual_seed(seed)
+    B, k, vocab, keep = 2, 3, 4, 5
+    scores = torch.randn(B, k, generator=generator)  # (B, k)
+    log_probs = torch.randn(B, k, vocab, generator=generator).log_softmax(-1)  # (B, k, V)
+    new_scores, parents, tokens = beam_step(scores, log_probs, keep)
+    assert new_scores.shape == parents.shape == tokens.shape == (B, keep)
+    for b in range(B):
+        every = sorted(
+            (
+                (scores[b, beam].item() + log_probs[b, beam, token].item(), beam, token)
+                for beam in range(k)
+                for token in range(vocab)
+            ),
+            reverse=True,
+        )[:keep]
+        assert [(p, t) for _, p, t in every] == list(
+            zip(parents[b].tolist(), tokens[b].tolist(), strict=True)
+        )
+        torch.testing.assert_close(new_scores[b], torch.tensor([s for s, _, _ in every]))
+
+
+def test_beam_step_lets_a_strong_beam_have_every_child_and_checks_shapes():
+    scores = torch.tensor([0.0, -100.0])  # beam 0 is far ahead
+    log_probs = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))  # (k=2, V=3)
+    new_scores, parents, tokens = beam_step(scores, log_probs, 3)
+    assert parents.tolist() == [0, 0, 0] and tokens.tolist() == [0, 1, 2]
+    torch.testing.assert_close(new_scores, log_probs[0])
+    with pytest.raises(ValueError, match=r"\(2,\) vs \(3, 3\)"):
+        beam_step(scores, torch.zeros(3, 3), 2)

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from exercise_helpers import assert_hint, stub
 
+from tfm_edu.decode import beam_step
 from tfm_edu.exercises.decoder import check_beam_step, check_greedy_decode, check_teacher_forcing
 from tfm_edu.exercises.encoder import check_feed_forward, check_layer_norm, check_pre_ln_block
+from tfm_edu.models.seq2seq import teacher_forcing
 
 
 def test_feed_forward():
@@ -49,6 +51,7 @@ def test_pre_ln_block():
 
 def test_teacher_forcing():
     assert check_teacher_forcing(lambda t: (t[:, :-1].clone(), t[:, 1:].clone())).passed
+    assert check_teacher_forcing(teacher_forcing).passed  # the package's own
     assert_hint(check_teacher_forcing(lambda t: (t, t)), "copy its input")
     assert_hint(check_teacher_forcing(lambda t: (t[:, 1:], t[:, :-1])), "swapped")
 
@@ -94,5 +97,6 @@ def test_beam_step():
         return best[order], order, token[order]
 
     assert check_beam_step(flat_topk).passed
+    assert check_beam_step(beam_step).passed  # the package's own, used by beam_search
     assert_hint(check_beam_step(no_history), "add each beam's score")
     assert_hint(check_beam_step(one_child_each), "compare all k x V extensions")

@@ -1,4 +1,4 @@
-"""Chapter 3 checks: sinusoidal table, rotary angles, applying RoPE.
+"""Chapter 3 checks: sinusoidal table, applying RoPE.
 
 Correct and wrong implementations are written the way a learner would, independently of the
 `Mistake`s inside the checks.
@@ -16,7 +16,6 @@ from exercise_helpers import assert_hint, stub
 from tfm_edu import positional
 from tfm_edu.exercises.positional import (
     check_apply_rotary,
-    check_rotary_angles,
     check_sinusoidal_encoding,
 )
 
@@ -102,50 +101,6 @@ def test_sinusoidal_wants_numpy_and_stub_is_not_done():
     assert check_sinusoidal_encoding(stub).status == "not done"
 
 
-# ------------------------------------------------------------------ rotary angles
-
-
-def angles(positions, head_dim, base=10000.0):
-    inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (Dh/2,)
-    return torch.outer(positions.float(), inv_freq)  # (T, Dh/2)
-
-
-def test_rotary_angles_accepts_correct_code():
-    assert check_rotary_angles(angles).passed
-    assert check_rotary_angles(positional.rotary_angles).passed
-
-
-def inverse_frequencies(positions, head_dim, base=10000.0):
-    return 1.0 / base ** (torch.arange(0, head_dim, 2).float() / head_dim)  # (Dh/2,)
-
-
-def angles_without_positions(positions, head_dim, base=10000.0):
-    return inverse_frequencies(positions, head_dim, base).repeat(len(positions), 1)  # (T, Dh/2)
-
-
-def angles_exponent_i(positions, head_dim, base=10000.0):
-    inv_freq = base ** -(torch.arange(head_dim // 2).float() / head_dim)
-    return positions.float()[:, None] * inv_freq[None, :]
-
-
-@pytest.mark.parametrize(
-    ("wrong", "hint"),
-    [
-        (angles_without_positions, "every position gets the same angles"),
-        (inverse_frequencies, "multiply the frequencies by the positions"),
-        (lambda p, d, base=1e4: angles(torch.arange(len(p)), d, base), "use the positions you are"),
-        (angles_exponent_i, "with i counting pairs"),
-        (lambda p, d, base=1e4: angles(p, d, 1 / base), "the exponent is negative"),
-        (
-            lambda p, d, base=1e4: angles(p, d, base).repeat_interleave(2, -1),
-            "one angle per *pair*",
-        ),
-    ],
-)
-def test_rotary_angles_rejects_typical_mistakes(wrong, hint):
-    assert_hint(check_rotary_angles(wrong), hint)
-
-
 # ------------------------------------------------------------------ applying RoPE
 
 
@@ -198,6 +153,5 @@ def test_apply_rotary_rejects_typical_mistakes(wrong, hint):
     assert_hint(check_apply_rotary(wrong), hint)
 
 
-def test_rotary_stubs_are_not_done():
-    assert check_rotary_angles(stub).status == "not done"
+def test_apply_rotary_stub_is_not_done():
     assert check_apply_rotary(stub).status == "not done"

@@ -23,7 +23,7 @@ def _padding_mask(lengths: list[int], length: int) -> torch.Tensor:
 
 def test_feed_forward_is_linear_activation_linear():
     torch.manual_seed(0)
-    ffn = FeedForward(D, FF, activation="relu")
+    ffn = FeedForward(d_model=D, d_ff=FF, activation="relu")
     x = torch.randn(B, T, D)
     expected = ffn.linear2(torch.relu(ffn.linear1(x)))
     torch.testing.assert_close(ffn(x), expected)
@@ -33,21 +33,21 @@ def test_feed_forward_is_linear_activation_linear():
 
 def test_feed_forward_acts_on_each_position_separately():
     torch.manual_seed(0)
-    ffn = FeedForward(D, FF, activation="gelu")
+    ffn = FeedForward(d_model=D, d_ff=FF, activation="gelu")
     x = torch.randn(B, T, D)
     torch.testing.assert_close(ffn(x)[:, 2], ffn(x[:, 2:3])[:, 0])
 
 
 def test_feed_forward_rejects_unknown_activation():
     with pytest.raises(ValueError, match="activation"):
-        FeedForward(D, FF, activation="swish")
+        FeedForward(d_model=D, d_ff=FF, activation="swish")
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_shapes_and_weights(norm_first):
     torch.manual_seed(0)
-    encoder = Encoder(2, D, H, FF, norm_first=norm_first)
-    decoder = Decoder(2, D, H, FF, norm_first=norm_first)
+    encoder = Encoder(num_layers=2, d_model=D, num_heads=H, d_ff=FF, norm_first=norm_first)
+    decoder = Decoder(num_layers=2, d_model=D, num_heads=H, d_ff=FF, norm_first=norm_first)
     x, y = torch.randn(B, S, D), torch.randn(B, T, D)
     memory, encoder_maps = encoder(x, return_attention=True)
     out, self_maps, cross_maps = decoder(y, memory, return_attention=True)
@@ -56,7 +56,7 @@ def test_shapes_and_weights(norm_first):
     assert [m.shape for m in self_maps] == [(B, H, T, T)] * 2
     assert [m.shape for m in cross_maps] == [(B, H, T, S)] * 2
     torch.testing.assert_close(cross_maps[0].sum(-1), torch.ones(B, H, T))
-    assert encoder(x)[1] == [] and decoder(y, memory)[1:] == ([], [])
+    assert encoder(x)[1] == () and decoder(y, memory)[1:] == ((), ())  # not asked: empty
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -64,7 +64,9 @@ def test_shapes_and_weights(norm_first):
 @pytest.mark.parametrize("masked", [False, True])
 def test_encoder_layer_matches_pytorch(norm_first, activation, masked):
     torch.manual_seed(0)
-    ours = EncoderLayer(D, H, FF, dropout=0.0, activation=activation, norm_first=norm_first)
+    ours = EncoderLayer(
+        d_model=D, num_heads=H, d_ff=FF, dropout=0.0, activation=activation, norm_first=norm_first
+    )
     theirs = nn.TransformerEncoderLayer(
         D, H, FF, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
     )
@@ -83,7 +85,7 @@ def test_encoder_layer_matches_pytorch(norm_first, activation, masked):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_matches_pytorch(norm_first):
     torch.manual_seed(0)
-    ours = DecoderLayer(D, H, FF, dropout=0.0, norm_first=norm_first)
+    ours = DecoderLayer(d_model=D, num_heads=H, d_ff=FF, dropout=0.0, norm_first=norm_first)
     theirs = nn.TransformerDecoderLayer(
         D, H, FF, dropout=0.0, batch_first=True, norm_first=norm_first
     )
@@ -106,7 +108,7 @@ def test_decoder_layer_matches_pytorch(norm_first):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_causal_mask_forbids_the_future(norm_first):
     torch.manual_seed(0)
-    decoder = Decoder(2, D, H, FF, norm_first=norm_first).eval()
+    decoder = Decoder(num_layers=2, d_model=D, num_heads=H, d_ff=FF, norm_first=norm_first).eval()
     y, memory = torch.randn(B, T, D), torch.randn(B, S, D)
     causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
     changed = y.clone()
@@ -123,19 +125,22 @@ def test_causal_mask_forbids_the_future(norm_first):
 
 def test_pre_ln_stack_ends_with_a_layer_norm():
     torch.manual_seed(0)
-    encoder = Encoder(2, D, H, FF, norm_first=True)
+    encoder = Encoder(num_layers=2, d_model=D, num_heads=H, d_ff=FF, norm_first=True)
     out, _ = encoder(torch.randn(B, S, D) * 10)
     torch.testing.assert_close(out.mean(-1), torch.zeros(B, S), atol=1e-5, rtol=0)
-    assert isinstance(Encoder(2, D, H, FF, norm_first=False).final_norm, nn.Identity)
+    assert isinstance(
+        Encoder(num_layers=2, d_model=D, num_heads=H, d_ff=FF, norm_first=False).final_norm,
+        nn.Identity,
+    )
 
 
 def test_parameter_count():
-    layer = EncoderLayer(D, H, FF)
+    layer = EncoderLayer(d_model=D, num_heads=H, d_ff=FF)
     attention = 4 * (D * D + D)
     feed_forward = D * FF + FF + FF * D + D
     norms = 2 * 2 * D
     assert sum(p.numel() for p in layer.parameters()) == attention + feed_forward + norms
-    decoder_layer = DecoderLayer(D, H, FF)
+    decoder_layer = DecoderLayer(d_model=D, num_heads=H, d_ff=FF)
     assert sum(p.numel() for p in decoder_layer.parameters()) == (
         2 * attention + feed_forward + 3 * 2 * D
     )
@@ -143,6 +148,23 @@ def test_parameter_count():
 
 def test_stacks_need_at_least_one_layer():
     with pytest.raises(ValueError, match="num_layers"):
-        Encoder(0, D, H, FF)
+        Encoder(num_layers=0, d_model=D, num_heads=H, d_ff=FF)
     with pytest.raises(ValueError, match="num_layers"):
-        Decoder(2.5, D, H, FF)
+        Decoder(num_layers=2.5, d_model=D, num_heads=H, d_ff=FF)
+
+
+def test_layers_return_no_weights_unless_asked():
+    torch.manual_seed(0)
+    encoder_layer = EncoderLayer(d_model=D, num_heads=H, d_ff=FF).eval()
+    decoder_layer = DecoderLayer(d_model=D, num_heads=H, d_ff=FF).eval()
+    x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
+    out, weights = encoder_layer(x, return_attention=False)
+    assert weights is None
+    torch.testing.assert_close(out, encoder_layer(x)[0])
+    _, self_weights, cross_weights = decoder_layer(x, memory, return_attention=False)
+    assert self_weights is None and cross_weights is None
+    _, self_weights, cross_weights = decoder_layer(x, memory)  # layers default to the weights
+    assert self_weights.shape == (B, H, T, T) and cross_weights.shape == (B, H, T, S)
+    encoder = Encoder(num_layers=3, d_model=D, num_heads=H, d_ff=FF)
+    _, maps = encoder(x, return_attention=True)
+    assert isinstance(maps, tuple) and len(maps) == 3

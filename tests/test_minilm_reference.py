@@ -66,7 +66,7 @@ def test_hidden_states_attentions_and_embeddings_match(reference, minilm):
     with torch.no_grad():
         for i in range(len(inputs)):
             ids = tensors[f"ids_{i}"][None]  # (1, T)
-            out = model(ids, token_type_ids=tensors[f"type_ids_{i}"][None], output_attentions=True)
+            out = model(ids, token_type_ids=tensors[f"type_ids_{i}"][None], return_attention=True)
             hidden = out.last_hidden_state[0]  # (T, D)
             attentions = torch.stack([a[0] for a in out.attentions])  # (L, H, T, T)
             worst_hidden = max(worst_hidden, (hidden - tensors[f"hidden_{i}"]).abs().max().item())
@@ -89,7 +89,7 @@ def test_padded_batch_matches_the_reference(reference, minilm):
     singles = [i for i, (_, pair) in enumerate(inputs) if pair is None]
     batch = tokenizer.batch_encode([inputs[i][0] for i in singles])
     with torch.no_grad():
-        out = model(**batch, output_attentions=True)
+        out = model(**batch, return_attention=True)
     for row, i in enumerate(singles):
         length = len(tensors[f"ids_{i}"])
         assert batch["attention_mask"][row].sum() == length

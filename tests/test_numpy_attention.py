@@ -153,8 +153,8 @@ def test_permutation_equivariance_without_positions():
     x = rng.normal(size=(6, 8))
     w = [rng.normal(size=(8, 8)) / 3 for _ in range(4)]
     perm = rng.permutation(6)
-    out, weights = npa.multi_head_attention(x, x, *w, n_heads=2)
-    out_p, weights_p = npa.multi_head_attention(x[perm], x[perm], *w, n_heads=2)
+    out, weights = npa.multi_head_attention(x, x, *w, num_heads=2)
+    out_p, weights_p = npa.multi_head_attention(x[perm], x[perm], *w, num_heads=2)
     np.testing.assert_allclose(out_p, out[perm], atol=1e-12)
     np.testing.assert_allclose(weights_p, weights[:, perm][:, :, perm], atol=1e-12)
 
@@ -164,7 +164,7 @@ def test_multi_head_is_heads_of_single_head_attention():
     rng = np.random.default_rng(5)
     x_q, x_kv = rng.normal(size=(3, 8)), rng.normal(size=(5, 8))
     w_q, w_k, w_v, w_o = (rng.normal(size=(8, 8)) for _ in range(4))
-    out, weights = npa.multi_head_attention(x_q, x_kv, w_q, w_k, w_v, w_o, n_heads=4)
+    out, weights = npa.multi_head_attention(x_q, x_kv, w_q, w_k, w_v, w_o, num_heads=4)
     heads = []
     for h in range(4):
         cols = slice(2 * h, 2 * h + 2)
@@ -180,9 +180,9 @@ def test_multi_head_is_heads_of_single_head_attention():
 def test_multi_head_attention_rejects_bad_arguments():
     x = np.ones((3, 8))
     w = np.eye(8)
-    with pytest.raises(ValueError, match="n_heads must divide D=8"):
-        npa.multi_head_attention(x, x, w, w, w, w, n_heads=3)
+    with pytest.raises(ValueError, match="num_heads must divide D=8"):
+        npa.multi_head_attention(x, x, w, w, w, w, num_heads=3)
     with pytest.raises(ValueError, match=r"w_k must be \(D, D\) = \(8, 8\), got \(8, 4\)"):
-        npa.multi_head_attention(x, x, w, np.ones((8, 4)), w, w, n_heads=2)
+        npa.multi_head_attention(x, x, w, np.ones((8, 4)), w, w, num_heads=2)
     with pytest.raises(ValueError, match="must share D"):
-        npa.multi_head_attention(x, np.ones((3, 6)), w, w, w, w, n_heads=2)
+        npa.multi_head_attention(x, np.ones((3, 6)), w, w, w, w, num_heads=2)

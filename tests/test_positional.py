@@ -61,7 +61,7 @@ def test_sinusoidal_rejects_bad_sizes(n, d, base):
 
 
 def test_sinusoidal_module_adds_the_numpy_table():
-    module = SinusoidalPositionalEncoding(6, max_positions=10)
+    module = SinusoidalPositionalEncoding(d_model=6, max_positions=10)
     x = torch.zeros(2, 4, 6)
     expected = torch.from_numpy(sinusoidal_encoding(4, 6)).float()
     torch.testing.assert_close(module(x), expected.expand(2, 4, 6))
@@ -74,7 +74,7 @@ def test_sinusoidal_module_adds_the_numpy_table():
 
 def test_learned_embedding_adds_one_vector_per_position():
     torch.manual_seed(0)
-    module = LearnedPositionalEmbedding(8, 4)
+    module = LearnedPositionalEmbedding(max_positions=8, d_model=4)
     x = torch.randn(3, 5, 4)
     torch.testing.assert_close(module(x) - x, module.embedding.weight[:5].expand(3, 5, 4))
     with pytest.raises(ValueError, match="longer than max_positions=8"):
@@ -83,8 +83,8 @@ def test_learned_embedding_adds_one_vector_per_position():
 
 def test_positions_break_permutation_equivariance():
     torch.manual_seed(1)
-    attention = MultiHeadAttention(8, 2).eval()
-    encode = SinusoidalPositionalEncoding(8, 16)
+    attention = MultiHeadAttention(d_model=8, num_heads=2).eval()
+    encode = SinusoidalPositionalEncoding(d_model=8, max_positions=16)
     x = torch.randn(1, 6, 8)
     perm = torch.tensor([5, 4, 3, 2, 1, 0])
     with torch.no_grad():
@@ -119,7 +119,7 @@ def test_rope_scores_depend_only_on_the_offset(m, n, shift, seed):
         torch.randn(16, generator=g, dtype=torch.float64),
         torch.randn(16, generator=g, dtype=torch.float64),
     )
-    rope = RotaryEmbedding(16)
+    rope = RotaryEmbedding(head_dim=16)
 
     def score(pos_q: int, pos_k: int) -> torch.Tensor:
         rq = rope(q.expand(1, 1, 16), offset=pos_q)[0, 0]
@@ -131,9 +131,9 @@ def test_rope_scores_depend_only_on_the_offset(m, n, shift, seed):
 
 def test_rope_position_zero_is_identity_and_rejects_odd_widths():
     x = torch.randn(1, 1, 6)
-    torch.testing.assert_close(RotaryEmbedding(6)(x), x)
+    torch.testing.assert_close(RotaryEmbedding(head_dim=6)(x), x)
     with pytest.raises(ValueError, match="even"):
-        RotaryEmbedding(5)
+        RotaryEmbedding(head_dim=5)
     with pytest.raises(ValueError, match="even"):
         rotary_angles(torch.arange(3), 7)
     with pytest.raises(ValueError, match="disagree"):

@@ -1,4 +1,4 @@
-"""tfm_edu.viz.probes: BERT -> AttentionMaps adapters, attention_to, head statistics."""
+"""tfm_edu.analysis.probes: BERT -> AttentionMaps adapters, attention_to, head statistics."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import numpy as np
 import pytest
 import torch
 
+from tfm_edu.analysis.probes import (
+    attention_to,
+    bert_attention,
+    bert_attention_maps,
+    head_statistics,
+)
 from tfm_edu.data import sentences
+from tfm_edu.maps import AttentionMaps
 from tfm_edu.models.bert import BERTConfig, BERTForSequenceClassification
-from tfm_edu.viz import AttentionMaps
-from tfm_edu.viz.probes import attention_to, bert_attention, bert_attention_maps, head_statistics
 
 
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
     tokenizer = sentences.tokenizer()
-    config = BERTConfig.tiny(tokenizer.vocab_size)
+    config = BERTConfig(vocab_size=tokenizer.vocab_size)
     return BERTForSequenceClassification(config).eval(), tokenizer
 
 
@@ -84,7 +89,7 @@ def test_head_statistics_on_hand_made_maps():
 
 def test_norm_weighted_maps_match_a_slot_by_slot_computation(tiny):
     """f_h(x_j): put key j's head-h value in head h's slot of a zero vector, apply out_proj."""
-    from tfm_edu.viz.probes import norm_weighted_maps
+    from tfm_edu.analysis.probes import norm_weighted_maps
 
     model, tokenizer = tiny
     text = "the movie was not bad ."

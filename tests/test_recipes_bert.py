@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from tfm_edu.checkpoints import load_card
+from tfm_edu.analysis.masked_lm import fill_mask
+from tfm_edu.analysis.metrics import classification_metrics
+from tfm_edu.analysis.sentiment import bag_of_words_probabilities, sentiment_probabilities
+from tfm_edu.checkpoints import load_card, load_history
 from tfm_edu.data import sentences
+from tfm_edu.pretrained import tiny_bert_mlm, tiny_bert_sentiment
 from tfm_edu.recipes import bert as recipe
 
 
@@ -17,7 +21,8 @@ def test_recipes_run_end_to_end(tmp_path, capsys):
         ["--steps", "4", "--corpus", "200", "--out", str(mlm), "--no-progress"]
     )
     assert set(metrics) >= {"masked_accuracy", "agreement", "polarity", "seconds"}
-    model, tokenizer = recipe.load_mlm(mlm)
+    model, tokenizer = tiny_bert_mlm(mlm)
+    assert len(load_history(mlm).steps) == 1  # 4 steps, stored as one mean
     assert model.mlm_head.decoder.weight is model.bert.embeddings.token_embedding.weight
     results = recipe.main_sentiment(
         ["--pretrained", str(mlm), "--steps", "3", "--train-size", "64", "--no-progress",
@@ -25,7 +30,7 @@ def test_recipes_run_end_to_end(tmp_path, capsys):
     )  # fmt: skip
     assert set(results) == {"pretrained", "scratch", "bag_of_words"}
     assert "bag_of_words" in capsys.readouterr().out
-    classifier, _ = recipe.load_sentiment(tmp_path / "sentiment")
+    classifier, _ = tiny_bert_sentiment(tmp_path / "sentiment")
     assert classifier.pooling == recipe.POOLING
     card = load_card(tmp_path / "scratch")
     assert card["variant"] == "scratch" and "bert-sentiment" in card["command"]
@@ -35,12 +40,12 @@ def test_recipes_run_end_to_end(tmp_path, capsys):
 
 
 def test_fill_mask_and_metrics():
-    model, tokenizer = recipe.load_mlm()
-    guesses = recipe.fill_mask(model, tokenizer, "the actors in the film [MASK] good .", top_k=3)
+    model, tokenizer = tiny_bert_mlm()
+    guesses = fill_mask(model, tokenizer, "the actors in the film [MASK] good .", top_k=3)
     assert len(guesses) == 1 and len(guesses[0]) == 3
     with pytest.raises(ValueError, match="MASK"):
-        recipe.fill_mask(model, tokenizer, "no blank here")
-    metrics = recipe.classification_metrics([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6])
+        fill_mask(model, tokenizer, "no blank here")
+    metrics = classification_metrics([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6])
     assert metrics["accuracy"] == 0.5 and metrics["confusion"] == [[1, 1], [1, 1]]
     assert metrics["precision"] == metrics["recall"] == metrics["f1"] == 0.5
     assert metrics["roc_auc"] == 0.75
@@ -51,12 +56,12 @@ def test_shipped_checkpoints_beat_both_baselines():
     splits = sentences.sentiment_splits()
     texts = [row.text for row in splits["test"]]
     labels = np.array([row.label for row in splits["test"]])
-    finetuned, tokenizer = recipe.load_sentiment(recipe.SENTIMENT_CHECKPOINT)
-    scratch, _ = recipe.load_sentiment(recipe.SCRATCH_CHECKPOINT)
+    finetuned, tokenizer = tiny_bert_sentiment(recipe.SENTIMENT_CHECKPOINT)
+    scratch, _ = tiny_bert_sentiment(recipe.SCRATCH_CHECKPOINT)
     probabilities = {
-        "pretrained": recipe.sentiment_probabilities(finetuned, tokenizer, texts),
-        "scratch": recipe.sentiment_probabilities(scratch, tokenizer, texts),
-        "bag_of_words": recipe.bag_of_words_probabilities(splits["train"], texts),
+        "pretrained": sentiment_probabilities(finetuned, tokenizer, texts),
+        "scratch": sentiment_probabilities(scratch, tokenizer, texts),
+        "bag_of_words": bag_of_words_probabilities(splits["train"], texts),
     }
     accuracy = {name: np.mean((p >= 0.5) == labels) for name, p in probabilities.items()}
     assert accuracy["pretrained"] >= 0.9

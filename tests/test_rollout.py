@@ -1,10 +1,11 @@
-"""tfm_edu.viz.rollout: attention rollout (Abnar & Zuidema, 2020) and [CLS] maps."""
+"""tfm_edu.analysis.rollout: attention rollout (Abnar & Zuidema, 2020) and [CLS] maps."""
 
 import numpy as np
 import pytest
 import torch
 
-from tfm_edu.viz.rollout import attention_rollout, cls_attention, patch_grid
+from tfm_edu.analysis.rollout import attention_rollout, cls_attention
+from tfm_edu.viz.vit_views import patch_grid
 
 
 def _maps(layers=3, batch=2, heads=4, tokens=5, seed=0):

@@ -7,8 +7,9 @@ import random
 import numpy as np
 import pytest
 
+from tfm_edu.analysis.metrics import classification_metrics
+from tfm_edu.analysis.sentiment import bag_of_words_probabilities
 from tfm_edu.data import sentences as S
-from tfm_edu.recipes.bert import bag_of_words_probabilities, classification_metrics
 
 PLURALS = set(S.NOUNS.values())
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tfm_edu import decode
-from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
+from tfm_edu.models.seq2seq import (
+    Seq2SeqConfig,
+    Seq2SeqTransformer,
+    Translator,
+    teacher_forcing,
+)
 from tfm_edu.tokenize import CharTokenizer
 
 TOKENIZER = CharTokenizer("abc0123 -")
@@ -40,7 +46,9 @@ def test_shapes_and_attention_maps():
     assert [m.shape for m in out.decoder_attentions] == [(B, H, T, T)]
     assert [m.shape for m in out.cross_attentions] == [(B, H, T, S)]
     assert (out.cross_attentions[0][1, :, :, 4:] == 0).all()  # padding gets no attention
-    assert model(source, target).cross_attentions == []
+    assert isinstance(out.encoder_attentions, tuple) and isinstance(out.cross_attentions, tuple)
+    plain = model(source, target)  # not asked: empty tuples
+    assert plain.encoder_attentions == plain.decoder_attentions == plain.cross_attentions == ()
 
 
 def test_parameter_count_and_tied_embeddings():
@@ -141,8 +149,7 @@ def test_translator_cross_attention_for_the_widgets():
 
 
 def test_training_batches_are_bucketed_trimmed_and_complete():
-    from tfm_edu.data.dates import make_splits
-    from tfm_edu.recipes.dates import batches, date_tokenizer, encode_pairs
+    from tfm_edu.data.dates import batches, date_tokenizer, encode_pairs, make_splits
 
     pairs = make_splits(0, num_train=640, num_val=0, num_test=0).train
     source, target = encode_pairs(pairs, date_tokenizer())
@@ -156,3 +163,46 @@ def test_training_batches_are_bucketed_trimmed_and_complete():
         assert lengths.max() - lengths.min() <= 6  # bucketed: similar lengths together
     with pytest.raises(ValueError, match="batch_size=32"):
         next(batches(source[:10], target[:10], batch_size=32))
+
+
+def test_teacher_forcing_splits_bos_answer_eos():
+    target = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 2, 0, 0]])  # [BOS] y [EOS] [PAD]..
+    decoder_input, targets = teacher_forcing(target)
+    assert decoder_input.tolist() == [[1, 5, 6, 7], [1, 8, 2, 0]]  # reads [BOS] y
+    assert targets.tolist() == [[5, 6, 7, 2], [8, 2, 0, 0]]  # predicts y [EOS]
+    with pytest.raises(ValueError, match=r"\(B, T \+ 1\).*got \(5,\)"):
+        teacher_forcing(target[0])
+    with pytest.raises(ValueError, match="T >= 1"):
+        teacher_forcing(target[:, :1])
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_the_loss_is_cross_entropy_over_the_real_target_tokens(label_smoothing):
+    model = _model()
+    source, decoder_input = _inputs()
+    targets = torch.roll(decoder_input, -1, dims=1)
+    targets[:, -1] = TOKENIZER.eos_id
+    targets[2, 2:] = TOKENIZER.pad_id  # a shorter answer: its padding is not scored
+    assert TOKENIZER.pad_id == model.config.pad_id == 0
+    out = model(source, decoder_input, targets, label_smoothing=label_smoothing)
+    real = targets != 0  # (B, T)
+    expected = F.cross_entropy(
+        out.logits[real], targets[real], label_smoothing=label_smoothing
+    )  # only the real tokens, picked out by hand
+    torch.testing.assert_close(out.loss, expected)
+    if label_smoothing == 0.0:  # and once more, written out
+        log_p = out.logits.log_softmax(-1)  # (B, T, V)
+        picked = [log_p[b, t, targets[b, t]] for b, t in real.nonzero().tolist()]
+        torch.testing.assert_close(out.loss, -torch.stack(picked).mean())
+    assert model(source, decoder_input).loss is None
+    with pytest.raises(ValueError, match=r"\(3, 4\).*got \(3, 3\)"):
+        model(source, decoder_input, targets[:, :3])
+
+
+def test_default_config_is_the_shipped_date_translator():
+    from tfm_edu.checkpoints import load_card
+    from tfm_edu.data.dates import date_tokenizer
+
+    assert Seq2SeqConfig() == Seq2SeqConfig(**load_card("date_translator")["config"])
+    assert Seq2SeqConfig().vocab_size == date_tokenizer().vocab_size
+    assert Seq2SeqConfig.tiny().d_model == 16

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tfm_edu.exercises.student import (
+from tfm_edu.teacher.student_copies import (
     REMOVED_TEXT,
     main,
     strip_solutions,

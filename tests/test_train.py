@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
-from tfm_edu.train import fit, warmup_schedule
+from tfm_edu.train import History, fit, warmup_schedule
 
 
 def test_warmup_ramps_linearly_to_one():
@@ -98,7 +100,6 @@ def test_fit_stops_on_nan_and_bad_arguments():
 
 
 def test_plots_of_history_and_schedule_run_headless():
-    from tfm_edu.train import History
     from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule, smooth
 
     assert smooth([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
@@ -123,3 +124,59 @@ def test_plots_of_history_and_schedule_run_headless():
     assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[1, 2, 3]] * 2
     with pytest.raises(ValueError, match="one value per layer"):
         plot_per_layer({}, ylabel="norm")
+
+
+def _history(steps: int) -> History:
+    """Values that six significant digits store exactly, so a round trip can be compared with ==."""
+    return History(
+        steps=list(range(steps)),
+        loss=[1.0 + 0.5 * s for s in range(steps)],
+        lr=[0.25 * s for s in range(steps)],
+        grad_norm=[10.0 - 0.125 * s * s for s in range(steps)],
+        evals=[{"step": 4, "acc": 0.5}, {"step": steps - 1, "acc": 0.75, "loss": 1.5}],
+        seconds=12.5,
+    )
+
+
+def test_history_round_trips_through_a_dict():
+    history = _history(10)
+    stored = history.to_dict()
+    assert json.loads(json.dumps(stored)) == stored  # JSON-able as it is
+    assert History.from_dict(stored) == history
+    assert History.from_dict(stored) is not history and stored["evals"] is not history.evals
+
+
+def test_history_to_dict_averages_runs_at_their_last_step():
+    history = _history(10)
+    stored = history.to_dict(every=3)  # runs 0-2, 3-5, 6-8 and a last run of one, step 9
+    assert stored["steps"] == [2, 5, 8, 9]
+    assert stored["loss"] == pytest.approx([1.5, 3.0, 4.5, 5.5])  # 1 + 0.5 * mean step
+    assert stored["lr"] == pytest.approx([0.25, 1.0, 1.75, 2.25])
+    squares = [(0 + 1 + 4) / 3, (9 + 16 + 25) / 3, (36 + 49 + 64) / 3, 81]
+    assert stored["grad_norm"] == pytest.approx(
+        [10 - 0.125 * m for m in squares], rel=1e-6
+    )  # stored to six significant digits
+    assert stored["evals"] == history.evals and stored["seconds"] == 12.5
+    again = History.from_dict(stored)
+    assert again.steps == [2, 5, 8, 9] and again.evals == history.evals
+
+
+def test_history_from_dict_names_what_is_missing():
+    stored = _history(3).to_dict()
+    del stored["grad_norm"], stored["seconds"]
+    with pytest.raises(ValueError, match=r"missing \['grad_norm', 'seconds'\]"):
+        History.from_dict(stored)
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        _history(3).to_dict(every=0)
+    with pytest.raises(ValueError, match="one value per step"):
+        History(steps=[0, 1], loss=[1.0]).to_dict()
+    with pytest.raises(ValueError, match="one value per step"):
+        History.from_dict({**stored, "grad_norm": [1.0], "seconds": 1.0})
+
+
+def test_a_series_not_recorded_stays_empty():
+    # The cards made before this format hold no gradient norms: they read back and save again.
+    history = History(steps=[0, 1, 2], loss=[3.0, 2.0, 1.0], evals=[{"step": 2, "acc": 0.5}])
+    stored = history.to_dict(every=2)
+    assert stored["loss"] == [2.5, 1.0] and stored["lr"] == [] and stored["grad_norm"] == []
+    assert History.from_dict(stored).to_dict() == stored

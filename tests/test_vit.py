@@ -3,6 +3,7 @@ the position embeddings, and the checkpoint round trip."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tfm_edu.checkpoints import CheckpointError, load_weights, save_checkpoint
@@ -36,7 +37,7 @@ def test_patchify_rejects_bad_sizes():
 @pytest.mark.parametrize(("patch_size", "channels"), [(2, 1), (4, 1), (4, 3)])
 def test_linear_and_conv_patch_embeddings_are_equal(patch_size, channels):
     torch.manual_seed(0)
-    embedding = PatchEmbedding(patch_size, channels, d_model=12)
+    embedding = PatchEmbedding(patch_size=patch_size, in_channels=channels, d_model=12)
     conv = embedding.as_conv2d()
     assert conv.kernel_size == (patch_size, patch_size) and conv.stride == (patch_size,) * 2
     images = torch.randn(5, channels, 8, 8)
@@ -54,7 +55,8 @@ def test_forward_shapes_and_attentions():
     for weights in out.attentions:
         assert weights.shape == (3, config.num_heads, tokens, tokens)
         torch.testing.assert_close(weights.sum(-1), torch.ones(3, config.num_heads, tokens))
-    assert model(torch.randn(2, 1, 8, 8)).attentions == []
+    assert isinstance(out.attentions, tuple)
+    assert model(torch.randn(2, 1, 8, 8)).attentions == ()  # not asked: an empty tuple
 
 
 def test_forward_accepts_numpy_images():
@@ -87,8 +89,8 @@ def _count(model: nn.Module) -> int:
 def test_parameter_counts():
     # patch embedding 16*64+64, [CLS] 64, positions 5*64, 4 layers of 33,216, final norm 128,
     # head 64*10+10. With 2x2 patches: 4*64+64 and 17*64: the same total, by coincidence.
-    assert _count(ViT(ViTConfig.digits())) == 136_138
-    assert _count(ViT(ViTConfig.digits(patch_size=2))) == 136_138
+    assert _count(ViT(ViTConfig())) == 136_138  # the default is the shipped digits model
+    assert _count(ViT(ViTConfig(patch_size=2))) == 136_138
     assert _count(ViT(ViTConfig.tiny())) == 5_018
 
 
@@ -121,7 +123,7 @@ def test_checkpoint_round_trip(tmp_path):
     images = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(again(images).logits, model(images).logits)
     with pytest.raises(CheckpointError, match="does not fit"):
-        load_weights(ViT(ViTConfig.digits()), tmp_path / "vit")
+        load_weights(ViT(ViTConfig()), tmp_path / "vit")
 
 
 def test_patchify_exercise_check():
@@ -138,13 +140,13 @@ def test_patchify_exercise_check():
 
 
 def test_shipped_checkpoint_reaches_97_percent_on_test():
+    from tfm_edu.analysis.metrics import accuracy
     from tfm_edu.checkpoints import load_card
     from tfm_edu.data import digits
     from tfm_edu.pretrained import digits_vit
-    from tfm_edu.recipes.vit import accuracy
 
     model = digits_vit()
-    assert model.config == ViTConfig.digits()
+    assert model.config == ViTConfig()
     images, labels = digits.load("test")
     measured = accuracy(model, images, labels)
     assert measured >= 0.97
@@ -165,5 +167,33 @@ def test_recipe_command_writes_a_loadable_checkpoint(tmp_path, capsys):
     card = load_card(tmp_path / "vit")
     assert card["command"].startswith("python -m tfm_edu.train vit-digits --epochs 1 --out ")
     assert "--no-progress" not in card["command"]
-    assert len(card["history"]["loss"]) == 12  # 1 epoch of ceil(1437 / 128) batches
+    # 1 epoch of ceil(1437 / 128) = 12 batches, stored as the means of steps 0-9 and 10-11
+    assert card["history"]["steps"] == [9, 11]
+    assert len(card["history"]["loss"]) == len(card["history"]["grad_norm"]) == 2
     load_weights(ViT(ViTConfig(**card["config"])), tmp_path / "vit")
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_the_loss_is_the_cross_entropy_of_the_logits(label_smoothing):
+    torch.manual_seed(0)
+    model = ViT(ViTConfig.tiny()).eval()
+    images, targets = torch.randn(4, 1, 8, 8), torch.tensor([3, 0, 9, 3])
+    out = model(images, targets, label_smoothing=label_smoothing)
+    # Written out: (1 - eps) * -log p[target] + eps * mean over the classes of -log p.
+    log_p = out.logits.log_softmax(-1)  # (B, 10)
+    nll = -log_p[torch.arange(4), targets]
+    expected = ((1 - label_smoothing) * nll - label_smoothing * log_p.mean(-1)).mean()
+    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(
+        out.loss, F.cross_entropy(out.logits, targets, label_smoothing=label_smoothing)
+    )
+    assert model(images).loss is None
+    with pytest.raises(ValueError, match=r"\(B,\) = \(4,\), got \(4, 1\)"):
+        model(images, targets[:, None])
+
+
+def test_default_config_is_the_shipped_digits_model():
+    from tfm_edu.checkpoints import load_card
+
+    assert ViTConfig() == ViTConfig(**load_card("digits_vit")["config"])
+    assert ViTConfig(patch_size=2) == ViTConfig(**load_card("digits_vit_patch2")["config"])

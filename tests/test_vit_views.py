@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tfm_edu.analysis.positions import position_similarity, similarity_by_distance
 from tfm_edu.models.vit import ViT, ViTConfig
 from tfm_edu.viz import vit_views
 from tfm_edu.viz.vit_explorer import ViTAttentionExplorer
@@ -36,7 +37,7 @@ def test_cls_attention_figure_has_a_panel_per_layer_and_head():
 
 def test_position_similarity():
     vectors = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-3.0, 0.0]])
-    similarity = vit_views.position_similarity(vectors)
+    similarity = position_similarity(vectors)
     np.testing.assert_allclose(np.diag(similarity), 1.0)
     np.testing.assert_allclose(similarity[0, 3], -1.0)
     np.testing.assert_allclose(similarity[0, 2], 2**-0.5)
@@ -58,7 +59,7 @@ def test_confusion_and_examples():
 
 def test_explorer_switches_views_and_models():
     torch.manual_seed(0)
-    models = {"tiny": ViT(ViTConfig.tiny()), "patch 2": ViT(ViTConfig.digits(patch_size=2))}
+    models = {"tiny": ViT(ViTConfig.tiny()), "patch 2": ViT(ViTConfig(patch_size=2))}
     images, labels = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4])
     explorer = ViTAttentionExplorer(models, images, labels)
     assert explorer.current_map.shape == (4,)  # rollout over the tiny model's 4 patches
@@ -75,7 +76,7 @@ def test_explorer_switches_views_and_models():
 
 def _rollout_cls_self(explorer):
     """The [CLS] row's weight on [CLS] itself (the map drops it, so the rest sums to 1 - it)."""
-    from tfm_edu.viz.rollout import attention_rollout
+    from tfm_edu.analysis.rollout import attention_rollout
 
     _, attentions = explorer._run(explorer.model_dropdown.value, explorer.image_slider.value)
     return float(attention_rollout(attentions)[0, 0])
@@ -92,7 +93,7 @@ def test_similarity_by_distance_reads_the_grid():
     # positions that *are* the grid: vector = (row, column) shifted off the origin
     row, column = np.divmod(np.arange(16), 4)
     vectors = np.stack([np.cos(row), np.sin(row), np.cos(column), np.sin(column)], 1)
-    by_distance = vit_views.similarity_by_distance(vit_views.position_similarity(vectors))
+    by_distance = similarity_by_distance(position_similarity(vectors))
     assert list(by_distance) == [1, 2, 3, 4, 5, 6]
     assert by_distance[1] > by_distance[2] > by_distance[3]
     # a 2x2 grid by hand: distance 1 pairs are (0,1), (0,2), (1,3), (2,3)
@@ -105,4 +106,4 @@ def test_similarity_by_distance_reads_the_grid():
             if abs(a // 2 - b // 2) + abs(a % 2 - b % 2) == 1
         ]
     )
-    assert vit_views.similarity_by_distance(similarity)[1] == pytest.approx(expected)
+    assert similarity_by_distance(similarity)[1] == pytest.approx(expected)

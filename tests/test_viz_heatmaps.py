@@ -6,11 +6,10 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+from tfm_edu.maps import AttentionMaps, as_attention_maps
 from tfm_edu.numpy_attention import causal_mask, padding_mask, softmax
 from tfm_edu.positional import sinusoidal_encoding
 from tfm_edu.viz import (
-    AttentionMaps,
-    as_attention_maps,
     attention_grid,
     attention_heatmap,
     encoding_heatmap,

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from tfm_edu.data.toy import toy_attention
+from tfm_edu.maps import AttentionMaps
 from tfm_edu.positional import sinusoidal_encoding
-from tfm_edu.viz import AttentionExplorer, AttentionMaps, PositionalEncodingExplorer
+from tfm_edu.viz import AttentionExplorer, PositionalEncodingExplorer
 from tfm_edu.viz._common import ZERO_WIDTH_SPACE
 
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tfm_edu.tokenize import WordPiece
+from tfm_edu.tokenize import WordPiece, split_word
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = ["un", "##aff", "##able", "##a", "##ff", "a", "the", "cafe", "café", ",", "!", "-", "."]
@@ -149,3 +149,31 @@ def test_any_text_gives_ordered_offsets_inside_the_text(text):
     assert all(0 <= start < end <= len(text) for start, end in spans)
     assert [start for start, _ in spans] == sorted(start for start, _ in spans)
     assert len(encoding.ids) == len(encoding.tokens) == len(encoding.type_ids)
+
+
+@pytest.mark.parametrize(
+    ("word", "pieces"),
+    [
+        ("unaffable", ["un", "##aff", "##able"]),  # ##aff beats ##a: the longest piece wins
+        ("unaff", ["un", "##aff"]),
+        ("hugging", ["hug", "##ging"]),
+        ("hugs", ["hug", "##s"]),
+        ("xxx", ["x", "##x", "##x"]),
+        ("the", ["the"]),
+        ("hugz", ["[UNK]"]),  # "z" cannot be covered: the whole word is unknown
+        ("aff", ["a", "##ff"]),  # "aff" is only in the vocabulary as a continuation, "##aff"
+        ("ff", ["[UNK]"]),  # and "##ff" cannot start a word
+    ],
+)
+def test_split_word_is_the_greedy_longest_match(tokenizer, word, pieces):
+    vocab = set(SPECIALS + WORDS)
+    assert split_word(word, vocab) == pieces  # the hand-worked answer
+    assert tokenizer.tokenize(word) == pieces  # and the tokenizer agrees on a single word
+
+
+def test_split_word_gives_up_on_words_longer_than_max_chars():
+    vocab = {"x", "##x"}
+    assert split_word("x" * 5, vocab, max_chars=5) == ["x"] + ["##x"] * 4
+    assert split_word("x" * 6, vocab, max_chars=5) == ["[UNK]"]
+    assert split_word("x" * 101, vocab) == ["[UNK]"]  # the default limit is 100
+    assert split_word("", vocab) == []

@@ -11,6 +11,9 @@ A fully masked query row gets zero weights and a zero output, never NaN.
 The explicit path (softmax written out, weights returned) is the default because the weights are
 what the course looks at. `MultiHeadAttention(fused=True)` calls PyTorch's fused kernel instead
 whenever the weights are not requested; `tfm_edu.bench` measures the difference.
+
+`return_attention` is the one flag, from here up through the layers to every model, that asks
+for the weights.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["scaled_dot_product_attention", "MultiHeadAttention", "set_fused"]
+__all__ = [
+    "scaled_dot_product_attention",
+    "split_heads",
+    "merge_heads",
+    "MultiHeadAttention",
+    "set_fused",
+]
 
 
 def scaled_dot_product_attention(
@@ -57,11 +66,36 @@ def scaled_dot_product_attention(
     return attended @ v, weights  # (..., T, d_v), (..., T, S)
 
 
+def split_heads(x: Tensor, num_heads: int) -> Tensor:
+    """(..., L, D) -> (..., H, L, Dh): head h owns the slice x[..., h*Dh:(h+1)*Dh].
+
+    View the last axis as (H, Dh), then swap the length and head axes. (A plain
+    `x.view(B, H, L, Dh)` has the right shape but cuts the memory in the wrong place, mixing
+    tokens between heads.)
+    """
+    if x.dim() < 2 or x.shape[-1] % num_heads:
+        raise ValueError(
+            f"x must be (..., L, D) with num_heads={num_heads} dividing D, got {tuple(x.shape)}"
+        )
+    heads = x.view(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)  # (..., L, H, Dh)
+    return heads.transpose(-3, -2)  # (..., H, L, Dh)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """(..., H, L, Dh) -> (..., L, H*Dh), the inverse of `split_heads`."""
+    if x.dim() < 3:
+        raise ValueError(f"x must be (..., H, L, Dh), got {tuple(x.shape)}")
+    *lead, H, L, Dh = x.shape
+    # After the transpose the memory is no longer in order: reshape copies where view cannot.
+    return x.transpose(-3, -2).reshape(*lead, L, H * Dh)  # (..., L, D)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate q/k/v/out projections; returns per-head weights."""
 
     def __init__(
         self,
+        *,
         d_model: int,
         num_heads: int,
         dropout: float = 0.0,
@@ -95,7 +129,7 @@ class MultiHeadAttention(nn.Module):
         key: Tensor,
         value: Tensor,
         mask: Tensor | None = None,
-        need_weights: bool = True,
+        return_attention: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
         """
         Args:
@@ -104,27 +138,24 @@ class MultiHeadAttention(nn.Module):
             value: (B, S, D).
             mask: optional bool broadcastable to (B, H, T, S), True = may attend; e.g. a causal
                 (T, S) mask, or a padding mask (B, 1, 1, S).
-            need_weights: if False and the module is `fused`, skip computing the weights.
+            return_attention: return the weights; when False they are None, and a `fused`
+                module then calls PyTorch's fused kernel, which never computes them.
 
         Returns:
             out: (B, T, D).
-            weights: (B, H, T, S), or None when not needed on the fused path.
+            weights: (B, H, T, S), or None when `return_attention` is False.
         """
         self._check_inputs(query, key, value)
-        B, T, D = query.shape
-        S = key.shape[1]
-        H, Dh = self.num_heads, self.head_dim
-        q = self.q_proj(query).view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
-        k = self.k_proj(key).view(B, S, H, Dh).transpose(1, 2)  # (B, H, S, Dh)
-        v = self.v_proj(value).view(B, S, H, Dh).transpose(1, 2)  # (B, H, S, Dh)
+        q = split_heads(self.q_proj(query), self.num_heads)  # (B, H, T, Dh)
+        k = split_heads(self.k_proj(key), self.num_heads)  # (B, H, S, Dh)
+        v = split_heads(self.v_proj(value), self.num_heads)  # (B, H, S, Dh)
         dropout_p = self.dropout if self.training else 0.0
-        if self.fused and not need_weights:
-            heads = _fused_attention(q, k, v, mask, dropout_p)  # (B, H, T, Dh)
-            weights = None
+        if self.fused and not return_attention:
+            heads, weights = _fused_attention(q, k, v, mask, dropout_p), None  # (B, H, T, Dh)
         else:
             heads, weights = scaled_dot_product_attention(q, k, v, mask, dropout_p)  # (B, H, T, Dh)
-        merged = heads.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
-        return self.out_proj(merged), weights  # (B, T, D), (B, H, T, S)
+        out = self.out_proj(merge_heads(heads))  # (B, T, D)
+        return out, weights if return_attention else None  # (B, T, D), (B, H, T, S)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, fused={self.fused}"

@@ -11,7 +11,6 @@ times depend on the machine; the ratios are what the course quotes. Tests never 
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import sys
 import time
@@ -32,12 +31,6 @@ __all__ = [
     "bench_bert",
     "main",
 ]
-
-# name -> ("module:function", what it measures). The function takes the remaining argv.
-BENCHMARKS: dict[str, tuple[str, str]] = {
-    "attention": ("tfm_edu.bench:bench_attention", "multi-head attention forward, CPU or GPU"),
-    "bert": ("tfm_edu.bench:bench_bert", "real MiniLM forward: explicit attention vs fused SDPA"),
-}
 
 
 @dataclass(frozen=True)
@@ -107,8 +100,9 @@ def attention_rows(
     sync = torch.cuda.synchronize if device.type == "cuda" else None
     rows = []
     for B, T, D, H in sizes:
-        ours = MultiHeadAttention(D, H, bias=False).to(device).eval()
-        ours_fused = MultiHeadAttention(D, H, bias=False, fused=True).to(device).eval()
+        ours = MultiHeadAttention(d_model=D, num_heads=H, bias=False).to(device).eval()
+        ours_fused = MultiHeadAttention(d_model=D, num_heads=H, bias=False, fused=True)
+        ours_fused = ours_fused.to(device).eval()
         ours_fused.load_state_dict(ours.state_dict())
         theirs = nn.MultiheadAttention(D, H, bias=False, batch_first=True).to(device).eval()
         copy_attention_to_torch(ours, theirs)
@@ -121,7 +115,7 @@ def attention_rows(
             {
                 "ours": partial(ours, x, x, x),
                 "torch": partial(theirs, x, x, x, need_weights=True, average_attn_weights=False),
-                "ours_fused": partial(ours_fused, x, x, x, need_weights=False),
+                "ours_fused": partial(ours_fused, x, x, x, return_attention=False),
                 "torch_fused": partial(theirs, x, x, x, need_weights=False),
             },
             repeats=repeats,
@@ -242,7 +236,15 @@ def bench_bert(argv: list[str] | None = None) -> list[dict[str, str]]:
     return rows
 
 
+# name -> (the benchmark, taking the remaining argv; what it measures)
+BENCHMARKS: dict[str, tuple[Callable[[list[str]], object], str]] = {
+    "attention": (bench_attention, "multi-head attention forward, CPU or GPU"),
+    "bert": (bench_bert, "real MiniLM forward: explicit attention vs fused SDPA"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
+    """`python -m tfm_edu.bench <benchmark> [options]`."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="python -m tfm_edu.bench",
@@ -253,8 +255,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
     if not argv or argv[0] not in BENCHMARKS:  # none named: show help or a clear error
         parser.parse_args(argv[:1] or ["--help"])
-    module_name, function_name = BENCHMARKS[argv[0]][0].split(":")
-    getattr(importlib.import_module(module_name), function_name)(argv[1:])
+    run, _ = BENCHMARKS[argv[0]]
+    run(argv[1:])
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ __all__ = [
     "reorder_state",
     "generate",
     "greedy",
+    "beam_step",
     "beam_search",
-    "sequence_log_prob",
 ]
 
 StepFn = Callable[[Tensor, dict[str, Any]], tuple[Tensor, dict[str, Any]]]
@@ -132,6 +132,30 @@ def greedy(
     )
 
 
+def beam_step(scores: Tensor, log_probs: Tensor, beam_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of beam search: extend every beam by every token, keep the best totals.
+
+    Args:
+        scores: (..., k) total log-probability of each beam so far.
+        log_probs: (..., k, V) log-probability of each next token after each beam.
+        beam_size: how many extensions to keep (<= k * V).
+
+    Returns:
+        new_scores (..., beam_size) best first, parents (..., beam_size) the beam each one
+        extends, and tokens (..., beam_size) the token it adds. All k * V extensions compete
+        together, so a strong beam may get several children and a weak one none.
+    """
+    if scores.shape != log_probs.shape[:-1]:
+        raise ValueError(
+            f"scores (..., k) and log_probs (..., k, V) disagree: {tuple(scores.shape)} vs "
+            f"{tuple(log_probs.shape)}"
+        )
+    V = log_probs.shape[-1]
+    totals = (scores[..., None] + log_probs).flatten(-2)  # (..., k*V)
+    new_scores, index = totals.topk(beam_size, dim=-1)  # (..., beam_size) each
+    return new_scores, index // V, index % V
+
+
 def beam_search(
     step: StepFn,
     prompt: Tensor,
@@ -183,10 +207,8 @@ def beam_search(
         pad_only = torch.full_like(log_probs[0], float("-inf"))  # (V,)
         pad_only[pad_id] = 0.0
         log_probs = torch.where(finished[:, None], pad_only, log_probs)  # (B*k, V)
-        candidates = (scores.reshape(B * k, 1) + log_probs).reshape(B, k * V)  # (B, k*V)
-        scores, index = candidates.topk(k, dim=-1)  # (B, k) each
-        parent = index // V  # (B, k) which beam each survivor extends
-        chosen = (index % V).reshape(B * k)  # (B*k,)
+        scores, parent, chosen = beam_step(scores, log_probs.reshape(B, k, V), k)  # (B, k) each
+        chosen = chosen.reshape(B * k)  # (B*k,)
         rows = (torch.arange(B, device=device)[:, None] * k + parent).reshape(B * k)  # (B*k,)
         tokens = torch.cat([tokens.index_select(0, rows), chosen[:, None]], dim=1)  # (B*k, t+1)
         state = reorder_state(state, rows)
@@ -203,32 +225,6 @@ def beam_search(
         scores.reshape(B * k).index_select(0, best),  # (B*n,)
         length.index_select(0, best),  # (B*n,)
     )
-
-
-@torch.no_grad()
-def sequence_log_prob(
-    step: StepFn, prompt: Tensor, state: dict[str, Any], tokens: Tensor, *, eos_id: int
-) -> tuple[Tensor, Tensor]:
-    """Score given continuations under the model, the way the decoders count them.
-
-    Args:
-        step, prompt, state: as for `generate`.
-        tokens: (B, L) continuations; everything after a row's first EOS is ignored.
-
-    Returns:
-        log_prob (B,) and length (B,) (EOS included), as in `Generated`.
-    """
-    B, L = tokens.shape
-    log_prob = torch.zeros(B, device=tokens.device)  # (B,)
-    length = torch.zeros(B, dtype=torch.long, device=tokens.device)  # (B,)
-    finished = torch.zeros(B, dtype=torch.bool, device=tokens.device)  # (B,)
-    for i in range(L):
-        logits, state = step(torch.cat([prompt, tokens[:, :i]], dim=1), state)  # (B, V)
-        gained = torch.log_softmax(logits.float(), dim=-1).gather(1, tokens[:, i : i + 1])  # (B, 1)
-        log_prob = log_prob + gained.squeeze(1).masked_fill(finished, 0.0)  # (B,)
-        length = length + (~finished).long()  # (B,)
-        finished = finished | (tokens[:, i] == eos_id)  # (B,)
-    return log_prob, length
 
 
 def _check_prompt(prompt: Tensor, max_new_tokens: int) -> None:

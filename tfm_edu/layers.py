@@ -15,6 +15,11 @@ pre-LN used by most modern models (Xiong et al., 2020): x = x + sublayer(norm(x)
 LayerNorm after the stack. The layers follow `torch.nn.TransformerEncoderLayer` and
 `TransformerDecoderLayer` (batch_first=True) exactly, so their weights can be copied over and the
 outputs compared (`tfm_edu.reference`).
+
+Constructors are keyword-only (`EncoderLayer(d_model=64, num_heads=4, d_ff=256)`): their sizes
+are all ints, and a swapped pair would build a different model without complaint. Layers return
+`(x, weights)` like `MultiHeadAttention`; the stacks return every layer's weights as a tuple,
+empty unless `return_attention=True`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}  # nn.GELU() is the exact (erf
 class FeedForward(nn.Module):
     """Position-wise feed-forward: Linear(D, d_ff) -> activation -> dropout -> Linear(d_ff, D)."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"):
+    def __init__(
+        self, *, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu"
+    ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(
@@ -53,6 +60,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(
         self,
+        *,
         d_model: int,
         num_heads: int,
         d_ff: int,
@@ -63,33 +71,35 @@ class EncoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation)
+        self.self_attn = MultiHeadAttention(d_model=d_model, num_heads=num_heads, dropout=dropout)
+        self.feed_forward = FeedForward(
+            d_model=d_model, d_ff=d_ff, dropout=dropout, activation=activation
+        )
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, need_weights: bool = True
+        self, x: Tensor, mask: Tensor | None = None, return_attention: bool = True
     ) -> tuple[Tensor, Tensor | None]:
         """
         Args:
             x: (B, T, D).
             mask: optional bool broadcastable to (B, H, T, T), True = may attend
                 (e.g. a padding mask of shape (B, 1, 1, T)).
-            need_weights: return the attention weights (the explicit path computes them anyway).
+            return_attention: return the attention weights (else None).
 
         Returns:
             x: (B, T, D); weights: (B, H, T, T) or None.
         """
         if self.norm_first:
             h = self.norm1(x)
-            attended, weights = self.self_attn(h, h, h, mask, need_weights)
+            attended, weights = self.self_attn(h, h, h, mask, return_attention)
             x = x + self.dropout1(attended)  # (B, T, D)
             x = x + self.dropout2(self.feed_forward(self.norm2(x)))  # (B, T, D)
         else:
-            attended, weights = self.self_attn(x, x, x, mask, need_weights)
+            attended, weights = self.self_attn(x, x, x, mask, return_attention)
             x = self.norm1(x + self.dropout1(attended))  # (B, T, D)
             x = self.norm2(x + self.dropout2(self.feed_forward(x)))  # (B, T, D)
         return x, weights
@@ -100,6 +110,7 @@ class DecoderLayer(nn.Module):
 
     def __init__(
         self,
+        *,
         d_model: int,
         num_heads: int,
         d_ff: int,
@@ -110,9 +121,11 @@ class DecoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation)
+        self.self_attn = MultiHeadAttention(d_model=d_model, num_heads=num_heads, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(d_model=d_model, num_heads=num_heads, dropout=dropout)
+        self.feed_forward = FeedForward(
+            d_model=d_model, d_ff=d_ff, dropout=dropout, activation=activation
+        )
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -126,7 +139,7 @@ class DecoderLayer(nn.Module):
         memory: Tensor,
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
-        need_weights: bool = True,
+        return_attention: bool = True,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """
         Args:
@@ -134,23 +147,27 @@ class DecoderLayer(nn.Module):
             memory: (B, S, D) the encoder's output.
             self_mask: bool broadcastable to (B, H, T, T), usually causal; True = may attend.
             memory_mask: bool broadcastable to (B, H, T, S), usually source padding (B, 1, 1, S).
-            need_weights: return both attention maps.
+            return_attention: return both attention maps (else None).
 
         Returns:
             x: (B, T, D); self_weights: (B, H, T, T); cross_weights: (B, H, T, S) (or None).
         """
         if self.norm_first:
             h = self.norm1(x)
-            attended, self_weights = self.self_attn(h, h, h, self_mask, need_weights)
+            attended, self_weights = self.self_attn(h, h, h, self_mask, return_attention)
             x = x + self.dropout1(attended)  # (B, T, D)
             h = self.norm2(x)
-            attended, cross_weights = self.cross_attn(h, memory, memory, memory_mask, need_weights)
+            attended, cross_weights = self.cross_attn(
+                h, memory, memory, memory_mask, return_attention
+            )
             x = x + self.dropout2(attended)  # (B, T, D)
             x = x + self.dropout3(self.feed_forward(self.norm3(x)))  # (B, T, D)
         else:
-            attended, self_weights = self.self_attn(x, x, x, self_mask, need_weights)
+            attended, self_weights = self.self_attn(x, x, x, self_mask, return_attention)
             x = self.norm1(x + self.dropout1(attended))  # (B, T, D)
-            attended, cross_weights = self.cross_attn(x, memory, memory, memory_mask, need_weights)
+            attended, cross_weights = self.cross_attn(
+                x, memory, memory, memory_mask, return_attention
+            )
             x = self.norm2(x + self.dropout2(attended))  # (B, T, D)
             x = self.norm3(x + self.dropout3(self.feed_forward(x)))  # (B, T, D)
         return x, self_weights, cross_weights
@@ -161,6 +178,7 @@ class Encoder(nn.Module):
 
     def __init__(
         self,
+        *,
         num_layers: int,
         d_model: int,
         num_heads: int,
@@ -173,22 +191,25 @@ class Encoder(nn.Module):
         super().__init__()
         _check_num_layers(num_layers)
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
+            EncoderLayer(
+                d_model=d_model, num_heads=num_heads, d_ff=d_ff, dropout=dropout,
+                activation=activation, norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+            )
             for _ in range(num_layers)
-        )
+        )  # fmt: skip
         # Pre-LN leaves the residual stream un-normalised; one last LayerNorm fixes its scale.
         self.final_norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else nn.Identity()
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
-    ) -> tuple[Tensor, list[Tensor]]:
-        """x: (B, T, D) -> (B, T, D) and, if asked, one (B, H, T, T) map per layer (else [])."""
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """x: (B, T, D) -> (B, T, D) and, if asked, one (B, H, T, T) map per layer (else ())."""
         attentions = []
         for layer in self.layers:
-            x, weights = layer(x, mask, need_weights=return_attention)  # (B, T, D)
+            x, weights = layer(x, mask, return_attention)  # (B, T, D)
             if return_attention:
                 attentions.append(weights)
-        return self.final_norm(x), attentions
+        return self.final_norm(x), tuple(attentions)
 
 
 class Decoder(nn.Module):
@@ -196,6 +217,7 @@ class Decoder(nn.Module):
 
     def __init__(
         self,
+        *,
         num_layers: int,
         d_model: int,
         num_heads: int,
@@ -208,9 +230,12 @@ class Decoder(nn.Module):
         super().__init__()
         _check_num_layers(num_layers)
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, d_ff, dropout, activation, norm_first, layer_norm_eps)
+            DecoderLayer(
+                d_model=d_model, num_heads=num_heads, d_ff=d_ff, dropout=dropout,
+                activation=activation, norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+            )
             for _ in range(num_layers)
-        )
+        )  # fmt: skip
         self.final_norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else nn.Identity()
 
     def forward(
@@ -220,18 +245,18 @@ class Decoder(nn.Module):
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         return_attention: bool = False,
-    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """x: (B, T, D), memory: (B, S, D) -> (B, T, D), self maps [(B, H, T, T)], cross maps
-        [(B, H, T, S)] (one per layer when asked, else empty lists)."""
+    ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """x: (B, T, D), memory: (B, S, D) -> (B, T, D), self maps ((B, H, T, T), ...) and cross
+        maps ((B, H, T, S), ...), one per layer when asked, else empty tuples."""
         self_attentions, cross_attentions = [], []
         for layer in self.layers:
             x, self_w, cross_w = layer(
-                x, memory, self_mask, memory_mask, need_weights=return_attention
+                x, memory, self_mask, memory_mask, return_attention
             )  # (B, T, D)
             if return_attention:
                 self_attentions.append(self_w)
                 cross_attentions.append(cross_w)
-        return self.final_norm(x), self_attentions, cross_attentions
+        return self.final_norm(x), tuple(self_attentions), tuple(cross_attentions)
 
 
 def _check_num_layers(num_layers: int) -> None:

@@ -21,6 +21,8 @@ __all__ = [
     "scaled_dot_product_attention",
     "causal_mask",
     "padding_mask",
+    "split_heads",
+    "merge_heads",
     "multi_head_attention",
 ]
 
@@ -99,6 +101,30 @@ def padding_mask(lengths, t: int) -> np.ndarray:
     return (np.arange(t)[None, :] < lengths[:, None])[:, None, :]  # (B, 1, t)
 
 
+def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(..., L, D) -> (..., H, L, Dh): head h owns the slice x[..., h*Dh:(h+1)*Dh].
+
+    The last axis is cut into H pieces of Dh = D / H, then the head axis is moved in front of
+    the length axis so that each head is a separate (L, Dh) sequence.
+    """
+    x = np.asarray(x)
+    if x.ndim < 2 or not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
+        raise ValueError(f"need x (..., L, D) and num_heads >= 1, got {x.shape} and {num_heads!r}")
+    if x.shape[-1] % num_heads:
+        raise ValueError(f"num_heads={num_heads} must divide D={x.shape[-1]} of x {x.shape}")
+    heads = x.reshape(*x.shape[:-1], num_heads, x.shape[-1] // num_heads)  # (..., L, H, Dh)
+    return np.swapaxes(heads, -2, -3)  # (..., H, L, Dh)
+
+
+def merge_heads(x: np.ndarray) -> np.ndarray:
+    """(..., H, L, Dh) -> (..., L, H*Dh), the inverse of `split_heads`."""
+    x = np.asarray(x)
+    if x.ndim < 3:
+        raise ValueError(f"x must be (..., H, L, Dh), got shape {x.shape}")
+    *lead, H, L, Dh = x.shape
+    return np.swapaxes(x, -2, -3).reshape(*lead, L, H * Dh)  # (..., L, D)
+
+
 def multi_head_attention(
     x_q: np.ndarray,
     x_kv: np.ndarray,
@@ -106,7 +132,7 @@ def multi_head_attention(
     w_k: np.ndarray,
     w_v: np.ndarray,
     w_o: np.ndarray,
-    n_heads: int,
+    num_heads: int,
     mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multi-head attention: project, split into heads, attend per head, merge, project.
@@ -118,7 +144,7 @@ def multi_head_attention(
         x_q: (..., T, D) the sequence that asks (queries).
         x_kv: (..., S, D) the sequence that answers (keys and values); pass x_q for self-attention.
         w_q, w_k, w_v, w_o: (D, D) each.
-        n_heads: H, must divide D; each head works in Dh = D / H dimensions.
+        num_heads: H, must divide D; each head works in Dh = D / H dimensions.
         mask: optional bool broadcastable to (..., H, T, S) (e.g. (T, S)); True = may attend.
 
     Returns:
@@ -134,19 +160,13 @@ def multi_head_attention(
     for name, w in (("w_q", w_q), ("w_k", w_k), ("w_v", w_v), ("w_o", w_o)):
         if np.shape(w) != (d_model, d_model):
             raise ValueError(f"{name} must be (D, D) = ({d_model}, {d_model}), got {np.shape(w)}")
-    if not isinstance(n_heads, (int, np.integer)) or n_heads < 1 or d_model % n_heads:
-        raise ValueError(f"n_heads must divide D={d_model}, got {n_heads!r}")
-    head_dim = d_model // n_heads
-
-    def split_heads(x):  # (..., L, D) -> (..., H, L, Dh)
-        return np.swapaxes(x.reshape(*x.shape[:-1], n_heads, head_dim), -2, -3)
-
-    q = split_heads(x_q @ w_q)  # (..., H, T, Dh)
-    k = split_heads(x_kv @ w_k)  # (..., H, S, Dh)
-    v = split_heads(x_kv @ w_v)  # (..., H, S, Dh)
+    if not isinstance(num_heads, (int, np.integer)) or num_heads < 1 or d_model % num_heads:
+        raise ValueError(f"num_heads must divide D={d_model}, got {num_heads!r}")
+    q = split_heads(x_q @ w_q, num_heads)  # (..., H, T, Dh)
+    k = split_heads(x_kv @ w_k, num_heads)  # (..., H, S, Dh)
+    v = split_heads(x_kv @ w_v, num_heads)  # (..., H, S, Dh)
     heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (..., H, T, Dh), (..., H, T, S)
-    merged = np.swapaxes(heads, -2, -3).reshape(*x_q.shape)  # (..., T, D)
-    return merged @ w_o, weights  # (..., T, D), (..., H, T, S)
+    return merge_heads(heads) @ w_o, weights  # (..., T, D), (..., H, T, S)
 
 
 def _masked_softmax(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def sinusoidal_encoding(n_positions: int, d_model: int, base: float = 10000.0) -
 class SinusoidalPositionalEncoding(nn.Module):
     """Adds the fixed sinusoidal table to a (B, T, D) input (no parameters)."""
 
-    def __init__(self, d_model: int, max_positions: int = 512, base: float = 10000.0) -> None:
+    def __init__(self, *, d_model: int, max_positions: int = 512, base: float = 10000.0) -> None:
         super().__init__()
         table = torch.from_numpy(sinusoidal_encoding(max_positions, d_model, base))
         self.register_buffer("table", table.float(), persistent=False)  # (max_positions, D)
@@ -67,7 +67,7 @@ class SinusoidalPositionalEncoding(nn.Module):
 class LearnedPositionalEmbedding(nn.Module):
     """Adds one trained vector per position to a (B, T, D) input."""
 
-    def __init__(self, max_positions: int, d_model: int) -> None:
+    def __init__(self, *, max_positions: int, d_model: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(max_positions, d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)
@@ -128,7 +128,7 @@ def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
 class RotaryEmbedding(nn.Module):
     """RoPE as a module: rotates queries and keys (B, H, T, Dh) by their positions."""
 
-    def __init__(self, head_dim: int, base: float = 10000.0) -> None:
+    def __init__(self, *, head_dim: int, base: float = 10000.0) -> None:
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"head_dim must be even for rotary embeddings, got {head_dim}")

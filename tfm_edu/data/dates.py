@@ -14,14 +14,20 @@ could be 1898, 1998 or 2098, and no model can learn what the data does not say.
 
 The splits are made of *dates*, not sentences: the dates are shuffled with the seed and cut into
 test, validation and training dates, so a test date never appears in training, in any style.
+`date_tokenizer`, `encode_pairs` and `batches` turn the pairs into a model's (B, L) ids.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+import torch
+from torch import Tensor
+
+from tfm_edu.tokenize import CharTokenizer
 
 __all__ = [
     "FIRST_DATE",
@@ -36,6 +42,9 @@ __all__ = [
     "random_example",
     "DateSplits",
     "make_splits",
+    "date_tokenizer",
+    "encode_pairs",
+    "batches",
 ]
 
 FIRST_DATE = date(1900, 1, 1)
@@ -191,3 +200,46 @@ def make_splits(
     val = [random_example(d, rng) for d in val_dates]
     train = [random_example(rng.choice(train_dates), rng) for _ in range(num_train)]
     return DateSplits(train=train, val=val, test=test, seed=seed)
+
+
+def date_tokenizer() -> CharTokenizer:
+    """Characters of every generated date (and of the ISO answers)."""
+    return CharTokenizer(ALPHABET)
+
+
+def encode_pairs(
+    pairs: Sequence[tuple[str, str]], tokenizer: CharTokenizer
+) -> tuple[Tensor, Tensor]:
+    """[(text, iso), ...] -> source (N, S) ids and target (N, T+2) ids = [BOS] iso [EOS]."""
+    source = tokenizer.batch_encode([text for text, _ in pairs])  # (N, S)
+    target = tokenizer.batch_encode([iso for _, iso in pairs], add_bos=True, add_eos=True)
+    return source, target  # (N, S), (N, T + 2)
+
+
+def batches(
+    source: Tensor, target: Tensor, batch_size: int, seed: int = 0, pad_id: int = 0
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless shuffled batches (source (B, S_b), target (B, T)), trimmed to the batch's longest.
+
+    Bucketing by length: each pool of 32 batches is sorted by source length before it is cut,
+    so a batch holds texts of similar length and little compute is spent on padding (dates run
+    from 8 to 30 characters). The batches of a pool are then served in random order.
+    """
+    if len(source) < batch_size or len(source) != len(target):
+        raise ValueError(
+            f"need as many sources as targets and at least batch_size={batch_size} of them, "
+            f"got {len(source)} sources and {len(target)} targets"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    lengths = (source != pad_id).sum(dim=1)  # (N,)
+    pool = 32 * batch_size
+    while True:
+        order = torch.randperm(len(source), generator=generator)  # (N,)
+        for pool_start in range(0, len(order) - batch_size + 1, pool):
+            rows = order[pool_start : pool_start + pool]  # (P,)
+            rows = rows[lengths[rows].argsort(stable=True)]  # (P,) shortest first
+            starts = range(0, len(rows) - batch_size + 1, batch_size)
+            for i in torch.randperm(len(starts), generator=generator).tolist():
+                batch = rows[starts[i] : starts[i] + batch_size]  # (B,)
+                longest = int(lengths[batch].max())
+                yield source[batch, :longest], target[batch]  # (B, S_b), (B, T)

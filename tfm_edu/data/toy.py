@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from tfm_edu import numpy_attention as npa
-from tfm_edu.viz.maps import AttentionMaps
+from tfm_edu.maps import AttentionMaps
 
 __all__ = ["tokenize_words", "embed_words", "toy_attention"]
 
@@ -72,7 +72,7 @@ def toy_attention(
         seed: which random projections heads 1.. use.
 
     Returns:
-        `tfm_edu.viz.AttentionMaps` with attentions (1, H, T, T).
+        `tfm_edu.maps.AttentionMaps` with attentions (1, H, T, T).
     """
     if num_heads < 1 or (num_heads > 1 and d_model % num_heads):
         raise ValueError(f"num_heads must be >= 1 and divide d_model={d_model}, got {num_heads}")

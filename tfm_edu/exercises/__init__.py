@@ -1,14 +1,15 @@
-"""Checks for the notebooks' "Your turn" exercises, and the tool that strips their solutions.
+"""Checks for the notebooks' "Your turn" exercises, one module per chapter group.
 
 - `tfm_edu.exercises.core`: the harness (`check_function`, `Case`, `Mistake`, `CheckResult`).
-- `tfm_edu.exercises.attention`: chapters 1-2 (softmax, attention, masks, heads).
+- `tfm_edu.exercises.attention`: chapters 1-2 (softmax, attention, masks, heads, a whole MHA).
 - `tfm_edu.exercises.positional`: chapter 3 (sinusoidal encoding, rotary embeddings).
-- `tfm_edu.exercises.student`: `python -m tfm_edu.exercises.student notebooks student` writes
-  copies of the notebooks without their solutions (`make student`); its docstring describes the
-  exercise convention.
+- `tfm_edu.exercises.encoder`: chapter 4; `decoder`: chapter 5; `bert`: chapters 6-7;
+  `vit`: chapter 8.
 
+The reference of every check is the package's own function (or PyTorch's) wherever one exists.
 Import checks from their chapter's module (`from tfm_edu.exercises.attention import
-check_softmax`); this package imports only the harness, so chapter 1 never loads torch.
+check_softmax`); this package imports only the harness, so chapter 1 never loads torch. The
+teacher's tool that strips the solutions is `tfm_edu.teacher.student_copies`.
 """
 
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function

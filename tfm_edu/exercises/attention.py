@@ -1,10 +1,10 @@
 """Checks for chapters 1-2: softmax, scaled dot-product attention, masks, heads, a whole MHA.
 
 Each `check_<thing>(fn)` runs the learner's `fn` on a few seeded inputs against the course's
-reference (`tfm_edu.numpy_attention`, or the view/transpose of Vaswani et al., 2017, section
-3.2.2 for heads) and returns a `CheckResult`; the `Mistake`s below are the slips learners really
-make, each with the hint that fixes it. Chapter 1's checks use NumPy only; chapter 2's (heads,
-`MultiHeadAttention`) import torch when called.
+reference (`tfm_edu.numpy_attention`, and `tfm_edu.attention` for heads and the whole module,
+Vaswani et al., 2017, section 3.2.2) and returns a `CheckResult`; the `Mistake`s below are the
+slips learners really make, each with the hint that fixes it. Chapter 1's checks use NumPy
+only; chapter 2's (heads, `MultiHeadAttention`) import torch when called.
 """
 
 from __future__ import annotations
@@ -281,18 +281,6 @@ def check_causal_mask(fn) -> CheckResult:
 # ------------------------------------------------------------ splitting heads (torch)
 
 
-def _split_heads(x, num_heads):
-    """(B, T, D) -> (B, H, T, Dh): head h owns the slice x[..., h*Dh:(h+1)*Dh]."""
-    B, T, D = x.shape
-    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, H, T, Dh)
-
-
-def _merge_heads(x):
-    """(B, H, T, Dh) -> (B, T, H*Dh), the inverse of `_split_heads`."""
-    B, H, T, Dh = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, D)
-
-
 def _tensors(shapes, seed):
     """Seeded float32 tensors of the given shapes (NumPy's generator, so every run agrees)."""
     import torch  # chapter 2 onwards: chapter 1 never pays for importing torch
@@ -330,7 +318,9 @@ def check_split_heads(fn) -> CheckResult:
             lambda x, num_heads: x.reshape(*x.shape[:2], num_heads, -1).transpose(2, 3),
         ),
     ]
-    return check_function("split_heads", fn, _split_heads, cases, mistakes)
+    from tfm_edu.attention import split_heads
+
+    return check_function("split_heads", fn, split_heads, cases, mistakes)
 
 
 def check_merge_heads(fn) -> CheckResult:
@@ -359,7 +349,9 @@ def check_merge_heads(fn) -> CheckResult:
             lambda x: x.transpose(1, 2),
         ),
     ]
-    return check_function("merge_heads", fn, _merge_heads, cases, mistakes)
+    from tfm_edu.attention import merge_heads
+
+    return check_function("merge_heads", fn, merge_heads, cases, mistakes)
 
 
 # --------------------------------------------------- a whole MultiHeadAttention module (torch)
@@ -387,7 +379,7 @@ _MODULE_SLIPS = {  # slip -> hint, for the mistakes of check_multi_head_attentio
 
 
 def check_multi_head_attention_module(cls) -> CheckResult:
-    """Check a learner's class `cls(d_model, num_heads)`: an `nn.Module` with `q_proj`,
+    """Check a learner's class `cls(d_model=..., num_heads=...)`: an `nn.Module` with `q_proj`,
     `k_proj`, `v_proj`, `out_proj` (each `nn.Linear(d_model, d_model)`, with bias) and
     `forward(query, key, value, mask=None) -> (out (B, T, D), weights (B, H, T, S))`.
 
@@ -448,7 +440,7 @@ def _missing_projections(cls) -> list[str]:
     from torch import nn
 
     try:
-        module = cls(8, 2)
+        module = cls(d_model=8, num_heads=2)
     except Exception:
         return []
     return [p for p in _PROJECTIONS if not isinstance(getattr(module, p, None), nn.Linear)]
@@ -469,10 +461,10 @@ def _projection_weights(d_model):
 
 
 def _run_module(cls, query, key, value, num_heads, mask=None):
-    """Build cls(D, num_heads), load the seeded weights, run it in eval mode."""
+    """Build cls(d_model=D, num_heads=H), load the seeded weights, run it in eval mode."""
     import torch
 
-    module = cls(query.shape[-1], num_heads).eval()
+    module = cls(d_model=query.shape[-1], num_heads=num_heads).eval()
     with torch.no_grad():
         for projection, (weight, bias) in zip(
             _PROJECTIONS, _projection_weights(query.shape[-1]), strict=True

@@ -1,7 +1,8 @@
 """Checks for chapters 6-7: BERT's masking rule, classification metrics, WordPiece, mean pooling.
 
 Each `check_<thing>(fn)` runs the learner's `fn` on seeded inputs against the package's own
-implementation (`tfm_edu.models.bert`, `tfm_edu.tokenize.WordPiece`) and names the usual slip
+implementation (`tfm_edu.models.bert.apply_mask_rule` and `mean_pool`,
+`tfm_edu.analysis.classification_metrics`, `tfm_edu.tokenize.split_word`) and names the usual slip
 when the learner's output matches it (Devlin et al., 2019, section 3.1 and appendix A.1 for the
 masking rule; Wu et al., 2016, section 4.1 for WordPiece; Reimers & Gurevych, 2019 for pooling).
 """
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfm_edu.analysis.metrics import classification_metrics
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.models.bert import IGNORE_INDEX, apply_mask_rule, mean_pool
+from tfm_edu.tokenize import split_word
 
 __all__ = [
     "check_mask_rule",
@@ -18,8 +22,6 @@ __all__ = [
     "check_wordpiece",
     "check_mean_pool",
 ]
-
-IGNORE = -100
 
 # ---------------------------------------------------------------- chapter 6: the masking rule
 
@@ -41,14 +43,6 @@ def _mask_cases():
     return cases
 
 
-def _mask_rule(input_ids, maskable, select_draw, replace_draw, random_ids, mask_id, mask_prob=0.15):
-    from tfm_edu.models.bert import apply_mask_rule
-
-    return apply_mask_rule(
-        input_ids, maskable, select_draw, replace_draw, random_ids, mask_id, mask_prob
-    )
-
-
 def _mask_variant(
     always_mask=False, label_all=False, ignore_maskable=False, labels_from_inputs=False,
     swap=False, select_above=False,
@@ -68,7 +62,7 @@ def _mask_variant(
         inputs = torch.where(to_mask, mask_id, input_ids)
         inputs = torch.where(to_random, random_ids, inputs)
         source = inputs if labels_from_inputs else input_ids
-        labels = source.clone() if label_all else torch.where(chosen, source, IGNORE)
+        labels = source.clone() if label_all else torch.where(chosen, source, IGNORE_INDEX)
         return inputs, labels
 
     return wrong
@@ -109,7 +103,7 @@ def check_mask_rule(fn) -> CheckResult:
         ),
     ]
     return check_function(
-        "mask_rule", fn, _mask_rule, _mask_cases(), mistakes, output_names=("inputs", "labels")
+        "mask_rule", fn, apply_mask_rule, _mask_cases(), mistakes, output_names=("inputs", "labels")
     )
 
 
@@ -117,13 +111,9 @@ def check_mask_rule(fn) -> CheckResult:
 
 
 def _precision_recall_f1(labels, predicted):
-    labels, predicted = np.asarray(labels), np.asarray(predicted)
-    true_positives = float(np.sum((predicted == 1) & (labels == 1)))
-    predicted_positives, actual_positives = float(np.sum(predicted == 1)), float(np.sum(labels))
-    precision = true_positives / predicted_positives if predicted_positives else 0.0
-    recall = true_positives / actual_positives if actual_positives else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+    """The package's `classification_metrics` (scikit-learn's) for 0/1 predictions."""
+    metrics = classification_metrics(labels, predicted)
+    return metrics["precision"], metrics["recall"], metrics["f1"]
 
 
 def check_precision_recall_f1(fn) -> CheckResult:
@@ -190,24 +180,6 @@ def _pieces_as_ids(pieces) -> np.ndarray:
     return np.array([_PIECE_IDS.get(p, -1) for p in pieces], dtype=np.int64)
 
 
-def _wordpiece(word, vocab, max_chars=100):
-    if len(word) > max_chars:
-        return ["[UNK]"]
-    pieces, start = [], 0
-    while start < len(word):
-        end = len(word)
-        while end > start:
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            if piece in vocab:
-                break
-            end -= 1
-        if end == start:
-            return ["[UNK]"]
-        pieces.append(piece)
-        start = end
-    return pieces
-
-
 def _shortest_first(word, vocab, max_chars=100):
     if len(word) > max_chars:
         return ["[UNK]"]
@@ -227,7 +199,7 @@ def _shortest_first(word, vocab, max_chars=100):
 
 
 def _no_prefix(word, vocab, max_chars=100):
-    return _wordpiece(word, {p.removeprefix("##") for p in vocab}, max_chars)
+    return split_word(word, {p.removeprefix("##") for p in vocab}, max_chars)
 
 
 def _partial_unk(word, vocab, max_chars=100):
@@ -260,7 +232,7 @@ def check_wordpiece(fn) -> CheckResult:
     check.__name__ = "wordpiece"
 
     def reference(word, vocab, max_chars=100):
-        return _pieces_as_ids(_wordpiece(word, vocab, max_chars))
+        return _pieces_as_ids(split_word(word, vocab, max_chars))
 
     def as_ids(wrong):
         return lambda word, vocab, max_chars=100: _pieces_as_ids(wrong(word, vocab, max_chars))
@@ -283,19 +255,13 @@ def check_wordpiece(fn) -> CheckResult:
         ),
         Mistake(
             "a word longer than max_chars becomes [UNK] without being split.",
-            as_ids(lambda word, vocab, max_chars=100: _wordpiece(word, vocab)),
+            as_ids(lambda word, vocab, max_chars=100: split_word(word, vocab)),
         ),
     ]
     return check_function("wordpiece", check, reference, cases, mistakes)
 
 
 # ---------------------------------------------------------------- chapter 7: mean pooling
-
-
-def _mean_pool(hidden, attention_mask):
-    from tfm_edu.models.bert import mean_pool
-
-    return mean_pool(hidden, attention_mask)
 
 
 def check_mean_pool(fn) -> CheckResult:
@@ -336,4 +302,4 @@ def check_mean_pool(fn) -> CheckResult:
             divided_by_length,
         ),
     ]
-    return check_function("mean_pool", fn, _mean_pool, cases, mistakes)
+    return check_function("mean_pool", fn, mean_pool, cases, mistakes)

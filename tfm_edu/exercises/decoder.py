@@ -1,15 +1,17 @@
 """Checks for chapter 5: teacher forcing, greedy decoding and one step of beam search.
 
-References follow `tfm_edu.recipes.dates.seq2seq_loss` (teacher forcing) and `tfm_edu.decode`
-(greedy decoding; beam search keeps the k best of all k x V extensions, ranked by total
-log-probability).
+The references are the package's own: `tfm_edu.models.seq2seq.teacher_forcing`, and
+`tfm_edu.decode.greedy` and `tfm_edu.decode.beam_step` (beam search keeps the k best of all
+k x V extensions, ranked by total log-probability).
 """
 
 from __future__ import annotations
 
 import torch
 
+from tfm_edu import decode
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.models.seq2seq import teacher_forcing
 
 __all__ = ["check_teacher_forcing", "check_greedy_decode", "check_beam_step"]
 
@@ -17,11 +19,6 @@ PAD, BOS, EOS = 0, 1, 2
 
 
 # ------------------------------------------------------------------ teacher forcing
-
-
-def teacher_forcing_reference(target):
-    """[BOS] y1 ... yn [EOS] -> decoder input [BOS] y1 ... yn, labels y1 ... yn [EOS]."""
-    return target[:, :-1], target[:, 1:]  # (B, L - 1) each
 
 
 def check_teacher_forcing(fn) -> CheckResult:
@@ -53,7 +50,7 @@ def check_teacher_forcing(fn) -> CheckResult:
             lambda target: (target[:, :-1], target[:, :-1]),
         ),
     ]
-    return check_function("teacher_forcing", fn, teacher_forcing_reference, cases, mistakes,
+    return check_function("teacher_forcing", fn, teacher_forcing, cases, mistakes,
                           output_names=("decoder_input", "labels"))  # fmt: skip
 
 
@@ -84,14 +81,15 @@ class _ToyModel:
 
 
 def greedy_decode_reference(next_token_logits, bos_id, eos_id, max_new_tokens):
-    """Generated ids (L,) after [BOS]: [EOS] included if produced, at most max_new_tokens."""
-    prefix = torch.tensor([bos_id])  # (1,)
-    for _ in range(max_new_tokens):
-        token = next_token_logits(prefix).argmax()  # ()
-        prefix = torch.cat([prefix, token[None]])  # (t + 1,)
-        if token == eos_id:
-            break
-    return prefix[1:]  # (L,)
+    """`tfm_edu.decode.greedy` on one sequence: the ids (L,) after [BOS], [EOS] included if
+    produced, at most max_new_tokens."""
+
+    def step(tokens, state):  # tokens (1, t) -> logits (1, V)
+        return next_token_logits(tokens[0])[None], state
+
+    prompt = torch.tensor([[bos_id]])  # (1, 1)
+    out = decode.greedy(step, prompt, {}, max_new_tokens=max_new_tokens, eos_id=eos_id)
+    return out.tokens[0]  # (L,)
 
 
 def check_greedy_decode(fn) -> CheckResult:
@@ -147,24 +145,6 @@ def check_greedy_decode(fn) -> CheckResult:
 # ------------------------------------------------------------------ one beam-search step
 
 
-def beam_step_reference(scores, log_probs, beam_size):
-    """Extend k beams by every token, keep the best `beam_size` totals (sorted, best first).
-
-    Args:
-        scores: (k,) total log-probability of each beam so far.
-        log_probs: (k, V) log-probability of each next token after each beam.
-        beam_size: how many extensions to keep.
-
-    Returns:
-        new_scores (beam_size,), parents (beam_size,) the beam each one extends, and
-        tokens (beam_size,) the token it adds.
-    """
-    V = log_probs.shape[-1]
-    totals = (scores[:, None] + log_probs).reshape(-1)  # (k * V,)
-    new_scores, index = totals.topk(beam_size)  # (beam_size,) each
-    return new_scores, index // V, index % V
-
-
 def check_beam_step(fn) -> CheckResult:
     """Check `fn(scores (k,), log_probs (k, V), beam_size) -> (new_scores, parents, tokens)`."""
     g = torch.Generator().manual_seed(7)
@@ -208,8 +188,8 @@ def check_beam_step(fn) -> CheckResult:
         Mistake(
             "in the flattened (k * V,) vector, index // V is the parent beam and index % V the "
             "token, not the other way round.",
-            lambda s, lp, k: (lambda out: (out[0], out[2], out[1]))(beam_step_reference(s, lp, k)),
+            lambda s, lp, k: (lambda out: (out[0], out[2], out[1]))(decode.beam_step(s, lp, k)),
         ),
     ]
-    return check_function("beam_step", fn, beam_step_reference, cases, mistakes,
+    return check_function("beam_step", fn, decode.beam_step, cases, mistakes,
                           output_names=("new_scores", "parents", "tokens"))  # fmt: skip

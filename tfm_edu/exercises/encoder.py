@@ -1,16 +1,19 @@
 """Checks for chapter 4: the feed-forward block, LayerNorm, and the pre-LN residual block.
 
-References follow `tfm_edu.layers` (Vaswani et al., 2017, eq. 2 for the feed-forward; Ba et al.,
-2016, "Layer Normalization"; Xiong et al., 2020, for pre-LN). Weights are plain tensors here,
-laid out as in the equations: x @ W1 + b1 with W1 of shape (D, d_ff).
+The references are the package's `tfm_edu.layers.FeedForward` (Vaswani et al., 2017, eq. 2)
+and PyTorch's own `F.layer_norm` (Ba et al., 2016); the pre-LN block (Xiong et al., 2020) has no
+function of its own in the package, so its one-line reference lives here. Weights are plain
+tensors, laid out as in the equations: x @ W1 + b1 with W1 of shape (D, d_ff).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.layers import FeedForward
 
 __all__ = ["check_feed_forward", "check_layer_norm", "check_pre_ln_block"]
 
@@ -22,23 +25,31 @@ def _generator(seed: int) -> torch.Generator:
 # ------------------------------------------------------------------ feed-forward
 
 
+@torch.no_grad()
 def feed_forward_reference(x, w1, b1, w2, b2):
-    """FFN(x) = max(0, x W1 + b1) W2 + b2, for x (..., D), W1 (D, d_ff), W2 (d_ff, D)."""
-    return torch.relu(x @ w1 + b1) @ w2 + b2  # (..., D)
+    """`tfm_edu.layers.FeedForward` with these weights: x (..., D), W1 (D, d_ff), W2 (d_ff, D).
+
+    `nn.Linear` stores its weight as (out, in), the transpose of the paper's W."""
+    with torch.random.fork_rng(devices=[]):  # building the module must not move the learner's RNG
+        block = FeedForward(d_model=w1.shape[0], d_ff=w1.shape[1])
+    for linear, weight, bias in ((block.linear1, w1, b1), (block.linear2, w2, b2)):
+        linear.weight.copy_(weight.T)
+        linear.bias.copy_(bias)
+    return block(x)  # (..., D)
 
 
 def check_feed_forward(fn) -> CheckResult:
     """Check `fn(x (B, T, D), w1 (D, d_ff), b1 (d_ff,), w2 (d_ff, D), b2 (D,)) -> (B, T, D)`."""
     cases = []
-    for seed, (B, T, D, F) in enumerate([(2, 3, 4, 8), (1, 5, 6, 12), (3, 2, 8, 16)]):
+    for seed, (B, T, D, d_ff) in enumerate([(2, 3, 4, 8), (1, 5, 6, 12), (3, 2, 8, 16)]):
         g = _generator(seed)
         cases.append(
             Case(
                 (
                     torch.randn(B, T, D, generator=g),
-                    torch.randn(D, F, generator=g) / D**0.5,
-                    torch.randn(F, generator=g) * 0.1,
-                    torch.randn(F, D, generator=g) / F**0.5,
+                    torch.randn(D, d_ff, generator=g) / D**0.5,
+                    torch.randn(d_ff, generator=g) * 0.1,
+                    torch.randn(d_ff, D, generator=g) / d_ff**0.5,
                     torch.randn(D, generator=g) * 0.1,
                 )
             )
@@ -71,10 +82,8 @@ def check_feed_forward(fn) -> CheckResult:
 
 
 def layer_norm_reference(x, gamma, beta, eps=1e-5):
-    """Normalise each token's D features to mean 0, variance 1, then scale and shift."""
-    mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-    variance = x.var(dim=-1, keepdim=True, unbiased=False)  # (..., 1)
-    return (x - mean) / torch.sqrt(variance + eps) * gamma + beta  # (..., D)
+    """PyTorch's own LayerNorm: each token's D features to mean 0, variance 1, scaled, shifted."""
+    return F.layer_norm(x, x.shape[-1:], gamma, beta, eps)  # (..., D)
 
 
 def check_layer_norm(fn) -> CheckResult:

@@ -16,7 +16,7 @@ import torch
 from tfm_edu import positional
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
 
-__all__ = ["check_sinusoidal_encoding", "check_rotary_angles", "check_apply_rotary"]
+__all__ = ["check_sinusoidal_encoding", "check_apply_rotary"]
 
 # ------------------------------------------------------------------ sinusoidal table
 
@@ -116,62 +116,6 @@ def _table_exponent_per_column(n, d, base=10000.0):
     table = np.sin(angles)
     table[:, 1::2] = np.cos(angles[:, 1::2])
     return table  # (N, D)
-
-
-# ------------------------------------------------------------------ rotary angles
-
-
-def check_rotary_angles(fn) -> CheckResult:
-    """Check `fn(positions (T,), head_dim, base=10000.0) -> (T, head_dim / 2)` torch angles."""
-    cases = [
-        Case((torch.arange(5), 8)),
-        Case((torch.arange(3, 9), 4), label="positions 3..8"),
-        Case((torch.arange(7), 16), {"base": 100.0}),
-        Case((torch.tensor([0, 2, 5]), 6), label="positions 0, 2, 5"),
-    ]
-    mistakes = [
-        Mistake(
-            "every position gets the same angles: multiply each frequency base^(-2i/head_dim) "
-            "by the position, angles = positions[:, None] * inv_freq[None, :].",
-            lambda p, d, base=10000.0: _inverse_frequencies(d, base).expand(len(p), -1),
-        ),
-        Mistake(
-            "multiply the frequencies by the positions: angles = positions[:, None] * "
-            "inv_freq[None, :] has one row per position, (T, head_dim / 2).",
-            lambda p, d, base=10000.0: _inverse_frequencies(d, base),
-        ),
-        Mistake(
-            "use the positions you are given (they need not start at 0 or be consecutive), "
-            "not torch.arange(T).",
-            lambda p, d, base=10000.0: _angles(torch.arange(len(p)), d, base),
-        ),
-        Mistake(
-            "the exponent is 2i / head_dim with i counting pairs: torch.arange(0, head_dim, 2) "
-            "/ head_dim, not torch.arange(head_dim // 2) / head_dim.",
-            lambda p, d, base=10000.0: _angles(p, d, base, exponents=torch.arange(d // 2) / d),
-        ),
-        Mistake(
-            "the exponent is negative: angle = position * base^(-2i/head_dim), so the "
-            "frequencies fall from the first pair to the last.",
-            lambda p, d, base=10000.0: _angles(p, d, 1.0 / base),
-        ),
-        Mistake(
-            "one angle per *pair* of dimensions: the result is (T, head_dim / 2).",
-            lambda p, d, base=10000.0: _angles(p, d, base).repeat_interleave(2, dim=-1),
-        ),
-    ]
-    return check_function(
-        "rotary_angles", fn, positional.rotary_angles, cases, mistakes, atol=1e-5, rtol=1e-5
-    )
-
-
-def _angles(positions, head_dim, base, exponents=None):
-    exponents = torch.arange(0, head_dim, 2) / head_dim if exponents is None else exponents
-    return positions.float()[:, None] * base ** (-exponents.float())[None, :]  # (T, Dh/2)
-
-
-def _inverse_frequencies(head_dim, base):
-    return base ** -(torch.arange(0, head_dim, 2).float() / head_dim)  # (Dh/2,)
 
 
 # ------------------------------------------------------------------ applying RoPE

@@ -2,7 +2,7 @@
 
 References: `tfm_edu.models.vit.patchify` (Dosovitskiy et al., 2021, eq. 1: x_p in
 R^{N x (P^2 C)}, patches in reading order, each flattened as (row, column, channel)) and
-`tfm_edu.viz.rollout.attention_rollout` (Abnar & Zuidema, 2020: mean over heads, add the identity
+`tfm_edu.analysis.attention_rollout` (Abnar & Zuidema, 2020: mean over heads, add the identity
 for the residual connection, re-normalise, multiply through the layers, later layers on the left).
 """
 
@@ -80,7 +80,7 @@ def _strips(images, p):
 def check_attention_rollout(fn) -> CheckResult:
     """Check `fn(attentions) -> (T, T)`: `attentions` is a list with one (H, T, T) map per layer,
     first layer first; heads are averaged and no weights are discarded."""
-    from tfm_edu.viz.rollout import attention_rollout
+    from tfm_edu.analysis.rollout import attention_rollout
 
     cases = [
         Case((_maps(layers=1, heads=2, tokens=3, seed=0),), label="one layer"),

@@ -4,13 +4,14 @@ Devlin et al., 2019, "BERT: Pre-training of Deep Bidirectional Transformers for 
 Understanding". The model is the paper's Transformer encoder (post-LN, GELU) on top of three
 embeddings summed together: the token, its position (learned), and its segment (sentence A or B).
 
-- `BERTConfig`: sizes, with presets `tiny()` (chapter 6) and `minilm_l6()` (the real
-  all-MiniLM-L6-v2 of chapter 7, loaded by `tfm_edu.pretrained.load_minilm`).
+- `BERTConfig`: sizes; the defaults are chapter 6's tiny BERT, the preset `minilm_l6()` the real
+  all-MiniLM-L6-v2 of chapter 7 (loaded by `tfm_edu.pretrained.load_minilm`).
 - `BERT`: embeddings + `tfm_edu.layers.Encoder`; returns a `BERTOutput`.
 - `BERTForMaskedLM`: + the masked-language-model head, its output matrix tied to the token
-  embeddings (section 3.1, "Task #1: Masked LM").
+  embeddings (section 3.1, "Task #1: Masked LM"); `targets=` gives the masked-LM loss.
 - `BERTForSequenceClassification`: + a linear classifier on the [CLS] vector or the mean of the
-  token vectors (section 3.2 / Reimers & Gurevych, 2019 for mean pooling).
+  token vectors (section 3.2 / Reimers & Gurevych, 2019 for mean pooling); `targets=` gives
+  the cross-entropy.
 - `mask_tokens` / `apply_mask_rule`: choose 15% of the tokens; of those, 80% become [MASK], 10% a
   random token, 10% stay as they are (section 3.1 and appendix A.1).
 - `mean_pool`: average of the token vectors, ignoring padding.
@@ -38,18 +39,17 @@ __all__ = [
     "mean_pool",
     "apply_mask_rule",
     "mask_tokens",
-    "mlm_loss",
     "IGNORE_INDEX",
 ]
 
 IGNORE_INDEX = -100  # label of the tokens the MLM loss skips (PyTorch's cross_entropy default)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BERTConfig:
-    """Sizes of a BERT. Defaults are the tiny model of chapter 6."""
+    """Sizes of a BERT. The defaults are chapter 6's tiny BERT (data/bert_tiny_*)."""
 
-    vocab_size: int = 64  # V, number of WordPiece tokens
+    vocab_size: int = 61  # V, number of WordPiece tokens (chapter 6: the grammar's words)
     d_model: int = 64  # D, width of every token vector ("hidden_size")
     num_layers: int = 2  # encoder layers
     num_heads: int = 4  # H, attention heads per layer; head_dim = D / H
@@ -59,11 +59,6 @@ class BERTConfig:
     dropout: float = 0.1  # on embeddings, attention weights and sub-layer outputs (training)
     layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon (PyTorch's default is 1e-5)
     pad_id: int = 0  # id of [PAD]; its embedding row gets no gradient
-
-    @classmethod
-    def tiny(cls, vocab_size: int = 64) -> BERTConfig:
-        """Chapter 6's model: 2 layers, 4 heads, D=64; trains in a minute on a laptop CPU."""
-        return cls(vocab_size=vocab_size)
 
     @classmethod
     def minilm_l6(cls) -> BERTConfig:
@@ -84,11 +79,13 @@ class BERTConfig:
 
 @dataclass
 class BERTOutput:
-    """What a BERT returns. `attentions` only when asked; `logits` only from a model with a head."""
+    """What a BERT returns: `logits` from a model with a head, `loss` when targets were given,
+    `attentions` (one per layer) when asked."""
 
     last_hidden_state: Tensor  # (B, T, D)
-    attentions: tuple[Tensor, ...] | None = None  # one (B, H, T, T) per layer
+    attentions: tuple[Tensor, ...] = ()  # one (B, H, T, T) per layer, empty unless asked
     logits: Tensor | None = None  # (B, T, V) for masked LM, (B, num_labels) for classification
+    loss: Tensor | None = None  # scalar: masked-LM or classification cross-entropy
 
 
 class BERTEmbeddings(nn.Module):
@@ -100,7 +97,9 @@ class BERTEmbeddings(nn.Module):
             config.vocab_size, config.d_model, padding_idx=config.pad_id
         )
         self.segment_embedding = nn.Embedding(config.type_vocab_size, config.d_model)
-        self.position_embedding = LearnedPositionalEmbedding(config.max_positions, config.d_model)
+        self.position_embedding = LearnedPositionalEmbedding(
+            max_positions=config.max_positions, d_model=config.d_model
+        )
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -119,10 +118,10 @@ class BERT(nn.Module):
         self.config = config
         self.embeddings = BERTEmbeddings(config)
         self.encoder = Encoder(
-            config.num_layers,
-            config.d_model,
-            config.num_heads,
-            config.d_ff,
+            num_layers=config.num_layers,
+            d_model=config.d_model,
+            num_heads=config.num_heads,
+            d_ff=config.d_ff,
             dropout=config.dropout,
             activation="gelu",
             norm_first=False,
@@ -134,7 +133,7 @@ class BERT(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        output_attentions: bool = False,
+        return_attention: bool = False,
     ) -> BERTOutput:
         """
         Args:
@@ -143,7 +142,7 @@ class BERT(nn.Module):
                 never attended to). None = no padding.
             token_type_ids: optional (B, T) segment ids (0 = sentence A, 1 = sentence B);
                 None = all zeros.
-            output_attentions: also return each layer's attention weights.
+            return_attention: also return each layer's attention weights.
 
         Returns:
             BERTOutput with last_hidden_state (B, T, D) and, if asked, attentions: a tuple of
@@ -154,8 +153,8 @@ class BERT(nn.Module):
         )
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, D)
         mask = attention_mask[:, None, None, :]  # (B, 1, 1, T): every query sees the real keys
-        x, attentions = self.encoder(x, mask, return_attention=output_attentions)  # (B, T, D)
-        return BERTOutput(x, tuple(attentions) if output_attentions else None)
+        x, attentions = self.encoder(x, mask, return_attention)  # (B, T, D)
+        return BERTOutput(x, attentions)
 
     def _check_inputs(
         self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None
@@ -226,18 +225,26 @@ class BERTForMaskedLM(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        output_attentions: bool = False,
+        targets: Tensor | None = None,
+        return_attention: bool = False,
     ) -> BERTOutput:
-        """Like `BERT.forward`, plus logits (B, T, V): a score for every token at every place."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+        """Like `BERT.forward`, plus logits (B, T, V): a score for every token at every place.
+
+        targets: optional (B, T), the original id where a token was chosen for prediction and
+        IGNORE_INDEX (-100) elsewhere (see `mask_tokens`); then `loss` is the cross-entropy over
+        the chosen tokens only (zero, still differentiable, if none was chosen).
+        """
+        out = self.bert(input_ids, attention_mask, token_type_ids, return_attention)
         out.logits = self.mlm_head(out.last_hidden_state)  # (B, T, V)
+        if targets is not None:
+            out.loss = _masked_lm_loss(out.logits, targets)
         return out
 
 
 class BERTForSequenceClassification(nn.Module):
     """BERT + dropout + a linear classifier on one vector per sequence."""
 
-    def __init__(self, config: BERTConfig, num_labels: int = 2, pooling: str = "cls") -> None:
+    def __init__(self, config: BERTConfig, *, num_labels: int = 2, pooling: str = "cls") -> None:
         """
         Args:
             config: the encoder's sizes.
@@ -260,10 +267,12 @@ class BERTForSequenceClassification(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         token_type_ids: Tensor | None = None,
-        output_attentions: bool = False,
+        targets: Tensor | None = None,
+        return_attention: bool = False,
     ) -> BERTOutput:
-        """Like `BERT.forward`, plus logits (B, num_labels)."""
-        out = self.bert(input_ids, attention_mask, token_type_ids, output_attentions)
+        """Like `BERT.forward`, plus logits (B, num_labels); with targets (B,) class ids, `loss`
+        is their cross-entropy."""
+        out = self.bert(input_ids, attention_mask, token_type_ids, return_attention)
         hidden = out.last_hidden_state  # (B, T, D)
         if self.pooling == "cls":
             pooled = hidden[:, 0]  # (B, D)
@@ -271,6 +280,13 @@ class BERTForSequenceClassification(nn.Module):
             mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
             pooled = mean_pool(hidden, mask)  # (B, D)
         out.logits = self.classifier(self.dropout(pooled))  # (B, num_labels)
+        if targets is not None:
+            if targets.shape != input_ids.shape[:1]:
+                raise ValueError(
+                    f"targets must be one class id per sequence, (B,) = ({input_ids.shape[0]},), "
+                    f"got {tuple(targets.shape)}"
+                )
+            out.loss = F.cross_entropy(out.logits, targets)
         return out
 
 
@@ -368,8 +384,12 @@ def mask_tokens(
     )
 
 
-def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Cross-entropy over the chosen tokens only. logits (B, T, V), labels (B, T) -> scalar."""
-    if not (labels != IGNORE_INDEX).any():
+def _masked_lm_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy over the chosen tokens only. logits (B, T, V), targets (B, T) -> scalar."""
+    if targets.shape != logits.shape[:2]:
+        raise ValueError(
+            f"targets must be (B, T) = {tuple(logits.shape[:2])}, got {tuple(targets.shape)}"
+        )
+    if not (targets != IGNORE_INDEX).any():
         return logits.sum() * 0.0  # nothing chosen in this batch: zero loss, still differentiable
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)

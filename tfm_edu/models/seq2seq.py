@@ -6,6 +6,10 @@ embeddings scaled by sqrt(d_model) plus sinusoidal positions, an `Encoder` over 
 linear layer to the vocabulary. As in the paper (section 3.4) source embedding, target embedding
 and output layer share one matrix: our source and target share one character vocabulary.
 
+Training is teacher forcing (`teacher_forcing`): the decoder reads the true answer shifted right
+by one, [BOS] y1 .. yn, and is scored on predicting y1 .. yn [EOS]. Like every model of the
+course, `forward(..., targets=...)` returns that loss with the logits.
+
 `Translator` wraps a trained model with its tokenizer: `translate(["3rd of March 1998"])` ->
 `["1998-03-03"]`, plus `cross_attention(text)` for the attention widgets.
 """
@@ -14,31 +18,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tfm_edu import decode
 from tfm_edu.layers import Decoder, Encoder
+from tfm_edu.maps import AttentionMaps
 from tfm_edu.positional import SinusoidalPositionalEncoding
 from tfm_edu.tokenize import CharTokenizer
 
-__all__ = ["Seq2SeqConfig", "Seq2SeqOutput", "Seq2SeqTransformer", "Translator"]
+__all__ = [
+    "Seq2SeqConfig",
+    "Seq2SeqOutput",
+    "Seq2SeqTransformer",
+    "teacher_forcing",
+    "Translator",
+]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Seq2SeqConfig:
-    """Sizes of a `Seq2SeqTransformer`."""
+    """Sizes of a `Seq2SeqTransformer`; the defaults are chapter 5's shipped date translator."""
 
-    vocab_size: int  # V: one vocabulary shared by source and target
-    d_model: int = 128  # D: width of every token vector
+    vocab_size: int = 71  # V: one vocabulary shared by source and target (the dates' characters)
+    d_model: int = 64  # D: width of every token vector
     num_heads: int = 4  # H: attention heads per layer (head_dim = D / H)
     num_encoder_layers: int = 2  # encoder layers
     num_decoder_layers: int = 2  # decoder layers
     d_ff: int = 256  # hidden width of the feed-forward blocks
-    dropout: float = 0.1  # on embeddings, attention weights and residual branches
+    dropout: float = 0.0  # on embeddings, attention weights and residual branches (training)
     activation: str = "relu"  # feed-forward activation: "relu" (paper) or "gelu"
     norm_first: bool = True  # pre-LN (trains without fuss); False = the paper's post-LN
     max_source_len: int = 48  # longest source the model accepts (sinusoid table size)
@@ -47,20 +59,36 @@ class Seq2SeqConfig:
     causal: bool = True  # False lets the decoder see the future (chapter 5's "cheating" demo)
 
     @classmethod
-    def tiny(cls, vocab_size: int) -> Seq2SeqConfig:
-        """A model for unit tests: D=16, 1+1 layers, no dropout."""
-        return cls(vocab_size, d_model=16, num_heads=2, num_encoder_layers=1,
-                   num_decoder_layers=1, d_ff=32, dropout=0.0)  # fmt: skip
+    def tiny(cls, vocab_size: int = 71) -> Seq2SeqConfig:
+        """A very small model (D=16, 1 + 1 layers) for quick demonstrations and tests."""
+        return cls(vocab_size=vocab_size, d_model=16, num_heads=2, num_encoder_layers=1,
+                   num_decoder_layers=1, d_ff=32)  # fmt: skip
 
 
 @dataclass
 class Seq2SeqOutput:
-    """Logits and (when asked) every attention map of one forward pass."""
+    """Logits, the loss when targets were given, and (when asked) every attention map."""
 
     logits: Tensor  # (B, T, V) scores for the next target token at each position
-    encoder_attentions: list[Tensor] = field(default_factory=list)  # per layer (B, H, S, S)
-    decoder_attentions: list[Tensor] = field(default_factory=list)  # per layer (B, H, T, T)
-    cross_attentions: list[Tensor] = field(default_factory=list)  # per layer (B, H, T, S)
+    loss: Tensor | None = None  # scalar cross-entropy per target token, [PAD] ignored
+    encoder_attentions: tuple[Tensor, ...] = ()  # per layer (B, H, S, S)
+    decoder_attentions: tuple[Tensor, ...] = ()  # per layer (B, H, T, T)
+    cross_attentions: tuple[Tensor, ...] = ()  # per layer (B, H, T, S)
+
+
+def teacher_forcing(target: Tensor) -> tuple[Tensor, Tensor]:
+    """Split [BOS] y1 .. yn [EOS] into what the decoder reads and what it must predict.
+
+    Args:
+        target: (B, T + 1) ids, [BOS] first.
+
+    Returns:
+        decoder_input (B, T) = [BOS] y1 .. yn, and targets (B, T) = y1 .. yn [EOS]: position t
+        reads the true tokens up to t and is scored on token t + 1.
+    """
+    if target.dim() != 2 or target.shape[1] < 2:
+        raise ValueError(f"target must be (B, T + 1) with T >= 1, got {tuple(target.shape)}")
+    return target[:, :-1], target[:, 1:]  # (B, T), (B, T)
 
 
 class Seq2SeqTransformer(nn.Module):
@@ -74,12 +102,13 @@ class Seq2SeqTransformer(nn.Module):
         # layer starts with logits of order 1.
         nn.init.normal_(self.embedding.weight, std=c.d_model**-0.5)
         self.position = SinusoidalPositionalEncoding(
-            c.d_model, max(c.max_source_len, c.max_target_len)
+            d_model=c.d_model, max_positions=max(c.max_source_len, c.max_target_len)
         )
         self.dropout = nn.Dropout(c.dropout)
-        layer_args = (c.d_model, c.num_heads, c.d_ff, c.dropout, c.activation, c.norm_first)
-        self.encoder = Encoder(c.num_encoder_layers, *layer_args)
-        self.decoder = Decoder(c.num_decoder_layers, *layer_args)
+        sizes = dict(d_model=c.d_model, num_heads=c.num_heads, d_ff=c.d_ff, dropout=c.dropout,
+                     activation=c.activation, norm_first=c.norm_first)  # fmt: skip
+        self.encoder = Encoder(num_layers=c.num_encoder_layers, **sizes)
+        self.decoder = Decoder(num_layers=c.num_decoder_layers, **sizes)
         self.output = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.output.weight = self.embedding.weight  # tied (paper, section 3.4)
         causal = torch.ones(c.max_target_len, c.max_target_len, dtype=torch.bool).tril()
@@ -92,53 +121,92 @@ class Seq2SeqTransformer(nn.Module):
 
     def encode(
         self, source: Tensor, return_attention: bool = False
-    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
         """
         Args:
             source: (B, S) token ids, right-padded with pad_id.
 
         Returns:
             memory (B, S, D), source_mask (B, 1, 1, S) (True = real token), and the encoder's
-            attention maps [(B, H, S, S)] per layer if asked (else []).
+            attention maps ((B, H, S, S), ...) per layer if asked (else ()).
         """
         self._check_ids(source, "source", self.config.max_source_len)
         source_mask = (source != self.config.pad_id)[:, None, None, :]  # (B, 1, 1, S)
         memory, attentions = self.encoder(self.embed(source), source_mask, return_attention)
-        return memory, source_mask, attentions  # (B, S, D), (B, 1, 1, S), [...]
+        return memory, source_mask, attentions  # (B, S, D), (B, 1, 1, S), (...)
 
     def decode(
-        self, target: Tensor, memory: Tensor, source_mask: Tensor, return_attention: bool = False
-    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        self,
+        decoder_input: Tensor,
+        memory: Tensor,
+        source_mask: Tensor,
+        return_attention: bool = False,
+    ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor, ...]]:
         """
         Args:
-            target: (B, T) the decoder's input ids, starting with [BOS].
+            decoder_input: (B, T) the decoder's input ids, starting with [BOS].
             memory: (B, S, D) from `encode`; source_mask: (B, 1, 1, S).
 
         Returns:
-            logits (B, T, V), self-attention maps [(B, H, T, T)] and cross-attention maps
-            [(B, H, T, S)] per layer if asked (else empty lists).
+            logits (B, T, V), self-attention maps ((B, H, T, T), ...) and cross-attention maps
+            ((B, H, T, S), ...) per layer if asked (else empty tuples).
         """
-        self._check_ids(target, "target", self.config.max_target_len)
-        T = target.shape[1]
+        self._check_ids(decoder_input, "decoder_input", self.config.max_target_len)
+        T = decoder_input.shape[1]
         # Only the causal mask: padding after [EOS] sits in the future of every real position.
         self_mask = self.causal_mask[:T, :T] if self.config.causal else None  # (T, T)
         x, self_maps, cross_maps = self.decoder(
-            self.embed(target), memory, self_mask, source_mask, return_attention
+            self.embed(decoder_input), memory, self_mask, source_mask, return_attention
         )  # (B, T, D)
         return self.output(x), self_maps, cross_maps  # (B, T, V)
 
     def forward(
-        self, source: Tensor, target: Tensor, return_attention: bool = False
+        self,
+        source: Tensor,
+        decoder_input: Tensor,
+        targets: Tensor | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        return_attention: bool = False,
     ) -> Seq2SeqOutput:
-        """Teacher forcing: source (B, S) and target input (B, T) -> logits (B, T, V)."""
-        if source.shape[0] != target.shape[0]:
+        """Teacher forcing: one pass over the whole answer (see `teacher_forcing`).
+
+        Args:
+            source: (B, S) input ids, right-padded with pad_id.
+            decoder_input: (B, T) [BOS] y1 .. y(T-1), the true answer shifted right.
+            targets: optional (B, T) y1 .. yT, the tokens to predict; pad_id is not scored.
+            label_smoothing: share of each target's probability spread over the whole
+                vocabulary in the loss (0: plain cross-entropy; the date translator trains
+                with 0.1).
+            return_attention: also return every attention map.
+
+        Returns:
+            Seq2SeqOutput: logits (B, T, V); loss (scalar, mean over the scored tokens) when
+            targets are given; the encoder, decoder and cross-attention maps when asked.
+        """
+        if source.shape[0] != decoder_input.shape[0]:
             raise ValueError(
-                f"source (B, S) and target (B, T) disagree on B: "
-                f"{tuple(source.shape)} vs {tuple(target.shape)}"
+                f"source (B, S) and decoder_input (B, T) disagree on B: "
+                f"{tuple(source.shape)} vs {tuple(decoder_input.shape)}"
             )
         memory, source_mask, encoder_maps = self.encode(source, return_attention)
-        logits, self_maps, cross_maps = self.decode(target, memory, source_mask, return_attention)
-        return Seq2SeqOutput(logits, encoder_maps, self_maps, cross_maps)
+        logits, self_maps, cross_maps = self.decode(
+            decoder_input, memory, source_mask, return_attention
+        )  # (B, T, V)
+        loss = None
+        if targets is not None:
+            if targets.shape != decoder_input.shape:
+                raise ValueError(
+                    f"targets must be shaped like decoder_input {tuple(decoder_input.shape)} "
+                    f"(B, T), got {tuple(targets.shape)}"
+                )
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),  # (B*T, V)
+                targets.reshape(-1),  # (B*T,)
+                ignore_index=self.config.pad_id,
+                label_smoothing=label_smoothing,
+            )
+        return Seq2SeqOutput(logits, loss, encoder_maps, self_maps, cross_maps)
 
     def start_state(self, source: Tensor) -> dict[str, Tensor]:
         """What the decoding loop carries along: {"memory": (B, S, D), "source_mask"}."""
@@ -250,12 +318,10 @@ class Translator:
         """Translate one text greedily and return its cross-attention maps for the widgets.
 
         Returns:
-            `tfm_edu.viz.AttentionMaps` with attentions (L, H, T, S): query_tokens are the output
+            `tfm_edu.maps.AttentionMaps` with attentions (L, H, T, S): query_tokens are the output
             characters ([BOS] then the answer), key_tokens the input characters, layer names
             "cross 1", "cross 2", ...
         """
-        from tfm_edu.viz import AttentionMaps
-
         answer = self.generate([text]).tokens[0]  # (L,)
         source = self.encode_texts([text])  # (1, S)
         stop = (answer == self.tokenizer.eos_id).nonzero()

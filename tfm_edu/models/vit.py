@@ -8,13 +8,15 @@ patch size, `PatchEmbedding.as_conv2d`). A learned `[CLS]` token is put in front
 position vector is added to each of the P + 1 tokens (the Transformer itself cannot tell where a
 patch came from), a stack of pre-LN encoder layers from `tfm_edu.layers` mixes them, and a
 Linear head reads the class from the `[CLS]` token's final state (eq. 1-4 of the paper).
+`forward(images, targets=labels)` also returns the (optionally label-smoothed) cross-entropy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -24,12 +26,13 @@ from tfm_edu.positional import LearnedPositionalEmbedding
 __all__ = ["ViTConfig", "ViTOutput", "patchify", "unpatchify", "PatchEmbedding", "ViT"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ViTConfig:
-    """Sizes of a ViT; `ViTConfig.digits()` is the shipped model, `.base()` the paper's ViT-B/16."""
+    """Sizes of a ViT. The defaults are chapter 8's shipped model for 8x8 digits (4 patches of
+    4x4 pixels, 4 layers, D = 64); `.base()` is the paper's ViT-B/16, `.tiny()` a test size."""
 
     image_size: int = 8  # H = W of the input images, in pixels
-    patch_size: int = 2  # side of each square patch; must divide image_size
+    patch_size: int = 4  # side of each square patch; must divide image_size
     in_channels: int = 1  # C: 1 for grey digits, 3 for RGB photographs
     num_classes: int = 10  # outputs of the head
     d_model: int = 64  # D, the width of every token
@@ -52,13 +55,8 @@ class ViTConfig:
         return (self.image_size // self.patch_size) ** 2
 
     @classmethod
-    def digits(cls, patch_size: int = 4) -> ViTConfig:
-        """The chapter's model for 8x8 digits: 4 patches of 4x4 pixels, 4 layers, D = 64."""
-        return cls(patch_size=patch_size)
-
-    @classmethod
     def tiny(cls) -> ViTConfig:
-        """A very small model for tests."""
+        """A very small model (D = 16, 2 layers) for quick demonstrations and tests."""
         return cls(patch_size=4, d_model=16, num_layers=2, num_heads=2, d_ff=32)
 
     @classmethod
@@ -81,7 +79,8 @@ class ViTOutput:
     """What `ViT.forward` returns."""
 
     logits: Tensor  # (B, num_classes)
-    attentions: list[Tensor] = field(default_factory=list)  # per layer (B, H, P+1, P+1), if asked
+    loss: Tensor | None = None  # scalar cross-entropy, when targets were given
+    attentions: tuple[Tensor, ...] = ()  # per layer (B, H, P+1, P+1), empty unless asked
 
 
 def patchify(images: Tensor, patch_size: int) -> Tensor:
@@ -118,7 +117,7 @@ def unpatchify(patches: Tensor, patch_size: int, channels: int = 1) -> Tensor:
 class PatchEmbedding(nn.Module):
     """Flatten each patch and map it to a D-wide token with one shared Linear layer."""
 
-    def __init__(self, patch_size: int, in_channels: int, d_model: int) -> None:
+    def __init__(self, *, patch_size: int, in_channels: int, d_model: int) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.in_channels = in_channels
@@ -155,30 +154,45 @@ class ViT(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.config = config
-        self.patch_embedding = PatchEmbedding(config.patch_size, config.in_channels, config.d_model)
+        self.patch_embedding = PatchEmbedding(
+            patch_size=config.patch_size, in_channels=config.in_channels, d_model=config.d_model
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.d_model))
-        self.position_embedding = LearnedPositionalEmbedding(config.num_patches + 1, config.d_model)
+        self.position_embedding = LearnedPositionalEmbedding(
+            max_positions=config.num_patches + 1, d_model=config.d_model
+        )
         self.encoder = Encoder(
-            config.num_layers,
-            config.d_model,
-            config.num_heads,
-            config.d_ff,
-            config.dropout,
+            num_layers=config.num_layers,
+            d_model=config.d_model,
+            num_heads=config.num_heads,
+            d_ff=config.d_ff,
+            dropout=config.dropout,
             activation="gelu",
             norm_first=True,
         )
         self.head = nn.Linear(config.d_model, config.num_classes)
         nn.init.normal_(self.cls_token, std=0.02)
 
-    def forward(self, images: Tensor, return_attention: bool = False) -> ViTOutput:
+    def forward(
+        self,
+        images: Tensor,
+        targets: Tensor | None = None,
+        *,
+        label_smoothing: float = 0.0,
+        return_attention: bool = False,
+    ) -> ViTOutput:
         """
         Args:
             images: (B, C, H, W) as returned by `tfm_edu.data.digits.load` (a NumPy array works).
+            targets: optional (B,) class ids; then `loss` is the cross-entropy.
+            label_smoothing: share of each target's probability spread over all classes in the
+                loss (the shipped model trains with 0.1).
             return_attention: also return every layer's attention weights.
 
         Returns:
-            ViTOutput with logits (B, num_classes) and, if asked, attentions: one (B, H, P+1, P+1)
-            tensor per layer (token 0 is [CLS], token 1 + i is patch i in reading order).
+            ViTOutput with logits (B, num_classes), the loss when targets are given and, if
+            asked, attentions: one (B, H, P+1, P+1) tensor per layer (token 0 is [CLS], token
+            1 + i is patch i in reading order).
         """
         images = torch.as_tensor(images, device=self.cls_token.device)  # (B, C, H, W)
         c = self.config
@@ -191,7 +205,15 @@ class ViT(nn.Module):
         cls = self.cls_token.expand(images.shape[0], -1, -1)  # (B, 1, D)
         tokens = self.position_embedding(torch.cat([cls, patches], dim=1))  # (B, P+1, D)
         states, attentions = self.encoder(tokens, return_attention=return_attention)  # (B, P+1, D)
-        return ViTOutput(self.head(states[:, 0]), attentions)  # (B, num_classes)
+        logits = self.head(states[:, 0])  # (B, num_classes): the class is read from [CLS]
+        loss = None
+        if targets is not None:
+            if targets.shape != logits.shape[:1]:
+                raise ValueError(
+                    f"targets must be (B,) = ({logits.shape[0]},), got {tuple(targets.shape)}"
+                )
+            loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return ViTOutput(logits, loss, attentions)
 
 
 def _check_images(images: Tensor, patch_size: int) -> None:

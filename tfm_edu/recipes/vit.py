@@ -20,28 +20,28 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tfm_edu import seed_everything
+from tfm_edu.analysis.metrics import accuracy
 from tfm_edu.attention import set_fused
 from tfm_edu.checkpoints import data_dir, save_checkpoint
 from tfm_edu.data import digits
-from tfm_edu.device import cpu_threads
-from tfm_edu.models.vit import ViT, ViTConfig
+from tfm_edu.models.vit import ViT, ViTConfig, ViTOutput
+from tfm_edu.pretrained import DIGITS_BASELINES
+from tfm_edu.recipes.common import recipe_parser, run_recipe
 from tfm_edu.train import History, fit
 
 __all__ = [
     "TrainingConfig",
+    "PixelMLP",
     "train_vit",
     "train_classifier",
-    "accuracy",
-    "predict",
     "baselines",
     "format_baselines",
     "main",
@@ -49,7 +49,6 @@ __all__ = [
 
 CHECKPOINT = "digits_vit"
 PATCH2_CHECKPOINT = "digits_vit_patch2"
-BASELINES_FILE = "digits_baselines.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +65,25 @@ class TrainingConfig:
     max_rotation: float = 10.0  # augmentation: largest rotation, degrees
     max_scale: float = 0.1  # augmentation: largest relative change of size
     seed: int = 0  # initialisation, batch order and augmentation
+
+
+class PixelMLP(nn.Module):
+    """The baseline: the 64 pixels -> 128 GELU units -> 10 digits. It returns the ViT's output
+    (logits, and the loss when targets are given), so one recipe trains both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 10))
+
+    def forward(
+        self, images: Tensor, targets: Tensor | None = None, *, label_smoothing: float = 0.0
+    ) -> ViTOutput:
+        """images (B, 1, 8, 8) -> logits (B, 10), and the cross-entropy with targets (B,)."""
+        logits = self.layers(images)  # (B, 10)
+        loss = None
+        if targets is not None:
+            loss = nn.functional.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return ViTOutput(logits, loss)
 
 
 def augmented_batches(
@@ -121,13 +139,12 @@ def train_classifier(
 ) -> History:
     """The recipe for any image classifier (the ViT, or a baseline): jittered batches,
     label-smoothed cross-entropy, AdamW with warm-up and cosine decay, via `tfm_edu.train.fit`.
-    `model(images)` may return logits (B, 10) or an object with `.logits`."""
+    `model(images, targets, label_smoothing=...)` returns an output with `.loss`."""
     steps = settings.epochs * math.ceil(len(images) / settings.batch_size)
 
     def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-        batch_images, batch_labels = batch
-        logits = _logits(model(batch_images))  # (B, 10)
-        return F.cross_entropy(logits, batch_labels, label_smoothing=settings.label_smoothing)
+        batch_images, batch_labels = batch  # (B, 1, 8, 8), (B,)
+        return model(batch_images, batch_labels, label_smoothing=settings.label_smoothing).loss
 
     return fit(
         model,
@@ -142,19 +159,6 @@ def train_classifier(
         progress=progress,
         desc=desc,
     )
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
-    """Predicted digits (N,) on the cpu for images (N, 1, 8, 8), in eval mode."""
-    model.eval()
-    chunks = [_logits(model(chunk)).argmax(-1).cpu() for chunk in images.split(batch_size)]
-    return torch.cat(chunks)  # (N,)
-
-
-def accuracy(model: nn.Module, images: Tensor, labels: Tensor) -> float:
-    """Share of images whose predicted digit is the label."""
-    return (predict(model, images) == labels).float().mean().item()
 
 
 def baselines(seed: int = 0, progress: bool = False) -> tuple[list[dict], dict[int, ViT]]:
@@ -189,7 +193,7 @@ def baselines(seed: int = 0, progress: bool = False) -> tuple[list[dict], dict[i
         rows.append(_row(name, test_accuracy, _sklearn_parameters(classifier), seconds))
     for name, settings in (("no augmentation", plain), ("ViT's recipe", recipe)):
         seed_everything(seed)
-        mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 10))
+        mlp = PixelMLP()
         history = train_classifier(mlp, settings, images, labels, progress, f"MLP, {name}")
         test_accuracy = accuracy(mlp, test_images, test_labels)
         rows.append(
@@ -200,7 +204,7 @@ def baselines(seed: int = 0, progress: bool = False) -> tuple[list[dict], dict[i
         (4, plain, ", no augmentation"),
         (4, recipe, ""),
     ):
-        config = ViTConfig.digits(patch_size)
+        config = ViTConfig(patch_size=patch_size)
         model, history = train_vit(config, settings, images, labels, progress)
         if settings == recipe:
             vits[patch_size] = model
@@ -226,39 +230,27 @@ def format_baselines(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     """Train (and save) the ViT; `--help` lists the options."""
-    parser = argparse.ArgumentParser(prog="python -m tfm_edu.train vit-digits", description=__doc__)
-    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch order")
+    parser = recipe_parser("vit-digits", __doc__, out=CHECKPOINT)
     parser.add_argument("--epochs", type=int, default=TrainingConfig.epochs)
-    parser.add_argument("--patch-size", type=int, default=ViTConfig.digits().patch_size)
+    parser.add_argument("--patch-size", type=int, default=ViTConfig().patch_size)
     parser.add_argument(
         "--select",
         action="store_true",
         help="train on the train split and report validation accuracy (for choosing settings); "
         "saves nothing",
     )
-    parser.add_argument("--out", default=CHECKPOINT, help="checkpoint name or path (no suffix)")
-    parser.add_argument("--baselines", action="store_true", help=f"write data/{BASELINES_FILE}")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="PyTorch threads (default 1: this model's matrices are too small to gain from more, "
-        "and extra threads slow it down badly when other programs share the cores)",
-    )
-    args = parser.parse_args(argv)
-    with cpu_threads(args.threads):
-        _run(args, argv)
+    parser.add_argument("--baselines", action="store_true", help=f"write data/{DIGITS_BASELINES}")
+    run_recipe(parser, argv, _run)
 
 
-def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
+def _run(args: argparse.Namespace, command: str) -> None:
     progress = not args.no_progress
     if args.baselines:
         rows, vits = baselines(args.seed, progress)
-        path = data_dir() / BASELINES_FILE
-        path.write_text(json.dumps(_baselines_card(rows, args.seed), indent=2) + "\n")
+        path = data_dir() / DIGITS_BASELINES
+        path.write_text(json.dumps(_baselines_card(rows, command), indent=2) + "\n")
         print(format_baselines(rows))
         print(f"wrote {path}")
         accuracy_2x2 = next(r for r in rows if "2x2" in r["model"])["test_accuracy"]
@@ -266,13 +258,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
             vits[2],
             PATCH2_CHECKPOINT,
             vits[2].config,
-            command="python -m tfm_edu.train vit-digits --baselines",
+            command=command,
             metrics={"test_accuracy": accuracy_2x2},
             extra={"training": asdict(TrainingConfig(seed=args.seed))},
         )
         print(f"wrote {saved} (the 2x2-patch ViT, for its finer attention maps)")
         return
-    config = ViTConfig.digits(args.patch_size)
+    config = ViTConfig(patch_size=args.patch_size)
     settings = replace(TrainingConfig(), seed=args.seed, epochs=args.epochs)
     start = time.perf_counter()
     images, labels = digits.load("train" if args.select else "train+val")
@@ -288,8 +280,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
     )
     if args.select:
         return
-    shown = [arg for arg in (argv or []) if arg != "--no-progress"]  # what changes the result
-    command = " ".join(["python -m tfm_edu.train vit-digits", *shown])
     path = save_checkpoint(
         model,
         args.out,
@@ -302,18 +292,13 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> None:
             "final_loss": round(float(np.mean(history.loss[-20:])), 4),
             "threads": torch.get_num_threads(),
         },
+        history=history,
         extra={
             "training": asdict(settings),
             "data": "sklearn digits, split train+val, seed 0",
-            # the loss curve, so the notebook can draw it without retraining
-            "history": {"steps": history.steps, "loss": [round(v, 4) for v in history.loss]},
         },
     )
     print(f"wrote {path} and its .json card")
-
-
-def _logits(output) -> Tensor:
-    return output.logits if hasattr(output, "logits") else output
 
 
 def _row(name: str, test_accuracy: float, parameters: int, seconds: float) -> dict:
@@ -337,10 +322,9 @@ def _sklearn_parameters(classifier) -> int:
     return classifier.coef_.size + classifier.intercept_.size
 
 
-def _baselines_card(rows: list[dict], seed: int) -> dict:
+def _baselines_card(rows: list[dict], command: str) -> dict:
     return {
-        "command": "python -m tfm_edu.train vit-digits --baselines"
-        + (f" --seed {seed}" if seed else ""),
+        "command": command,
         "data": "sklearn digits: trained on train+val (1,437 images), measured on test (360)",
         "threads": torch.get_num_threads(),
         "rows": rows,

@@ -1,33 +1,50 @@
-"""Drawing attention and positions: views that take arrays + token labels and return figures,
-and the widgets built from them. Heavy libraries (plotly, matplotlib, ipywidgets, torch) load
-on first use, so importing `tfm_edu.viz` is cheap.
+"""Drawing only: views take arrays (or `tfm_edu.maps.AttentionMaps`) plus labels and return a
+plotly or matplotlib figure; explorers are widgets assembled from the views on one small base
+(`explorer.Explorer`). Nothing here trains or loads a model. Heavy libraries (plotly,
+matplotlib, ipywidgets, torch) load on first use, so importing `tfm_edu.viz` is cheap.
+
+Every notebook imports its views from here: `from tfm_edu.viz import attention_heatmap`.
 """
 
-from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap, mask_heatmap
-from tfm_edu.viz.maps import AttentionMaps, as_attention_maps
+from tfm_edu.viz.attention_explorer import AttentionExplorer  # chapters 1, 5-7
+from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap, mask_heatmap  # chapters 1-7
+from tfm_edu.viz.positional_explorer import PositionalEncodingExplorer  # chapter 3
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
-from tfm_edu.viz.probes import attention_to, bert_attention  # chapter 7: BERT probes
-from tfm_edu.viz.rollout import attention_rollout  # chapter 8: ViT attention rollout
-from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule  # chapters 4-5
-from tfm_edu.viz.widgets import AttentionExplorer, PositionalEncodingExplorer
+from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule, smooth  # ch 4-8
+from tfm_edu.viz.vit_explorer import ViTAttentionExplorer  # chapter 8
+from tfm_edu.viz.vit_views import (  # chapter 8
+    attention_overlay,
+    cls_attention_figure,
+    confusion_figure,
+    examples_figure,
+    overlay_gallery,
+    patch_grid,
+    patches_figure,
+    position_similarity_figure,
+)
 
-# Other chapters add their views below (one line each).
+# Other chapters add their views and explorers below.
 
 __all__ = [
     "AttentionExplorer",
-    "AttentionMaps",
     "PositionalEncodingExplorer",
-    "as_attention_maps",
+    "ViTAttentionExplorer",
     "attention_grid",
     "attention_heatmap",
-    "attention_rollout",
-    "attention_to",
-    "bert_attention",
+    "attention_overlay",
+    "cls_attention_figure",
+    "confusion_figure",
     "encoding_heatmap",
     "encoding_waves",
+    "examples_figure",
     "mask_heatmap",
+    "overlay_gallery",
+    "patch_grid",
+    "patches_figure",
     "plot_history",
     "plot_per_layer",
     "plot_schedule",
+    "position_similarity_figure",
     "similarity_by_offset",
+    "smooth",
 ]

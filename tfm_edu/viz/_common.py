@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from tfm_edu.viz.maps import to_numpy
+from tfm_edu.maps import to_numpy
 
 BACKENDS = ("plotly", "matplotlib")
 ATTENTION_COLORSCALE = "Blues"  # white = 0, dark blue = 1: empty cells read as "no attention"

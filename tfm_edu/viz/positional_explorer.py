@@ -11,44 +11,19 @@ Views come from `tfm_edu.viz.positional_views`; tables from `tfm_edu.positional`
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 
-from tfm_edu.viz import _common as common
+from tfm_edu.viz.explorer import Explorer
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
 
-__all__ = ["PositionalEncodingExplorer", "rotated_copies"]
+__all__ = ["PositionalEncodingExplorer"]
 
 KINDS = (("sinusoidal", "sinusoidal"), ("RoPE", "rope"))
 VIEWS = (("table", "table"), ("waves", "waves"), ("similarity by offset", "similarity"))
 VECTORS = (("(1, 0, 1, 0, …)", "unit"), ("random (seed 0)", "random"))
 
 
-def rotated_copies(vector, n_positions: int, base: float = 10000.0) -> np.ndarray:
-    """RoPE applied to one vector at positions 0..N-1.
-
-    Args:
-        vector: (D,) with D even.
-        n_positions: N.
-        base: RoPE's base.
-
-    Returns:
-        (N, D) float64: row n is `vector` rotated to position n.
-    """
-    import torch
-
-    from tfm_edu.positional import apply_rotary, rotary_angles
-
-    vector = torch.as_tensor(np.asarray(vector, dtype=np.float64))  # (D,)
-    if vector.dim() != 1:
-        raise ValueError(f"vector must be (D,), got shape {tuple(vector.shape)}")
-    angles = rotary_angles(torch.arange(n_positions), vector.shape[0], base)  # (N, D/2)
-    rows = vector.expand(n_positions, -1)  # (N, D)
-    return apply_rotary(rows, angles.double()).numpy()  # (N, D)
-
-
-class PositionalEncodingExplorer:
+class PositionalEncodingExplorer(Explorer):
     """Sliders for d_model, positions and base; sinusoidal vs RoPE; table, waves, similarity."""
 
     def __init__(
@@ -80,7 +55,6 @@ class PositionalEncodingExplorer:
             )
         self.table = None  # the (N, D) array drawn last
         self.figure = None  # the plotly figure drawn last
-        self.message = ""  # notes shown above the figure, as plain text
         style = {"description_width": "80px"}
         self.kind_toggle = widgets.ToggleButtons(options=KINDS, value=kind, description="encoding")
         self.view_toggle = widgets.ToggleButtons(options=VIEWS, value=view, description="view")
@@ -110,22 +84,13 @@ class PositionalEncodingExplorer:
             description="rotated vector",
             style={"description_width": "100px"},
         )
-        self.message_html = widgets.HTML()
-        self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
-        heading = f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>" if title else ""
-
-        def row(children):  # wraps onto a second line in a narrow notebook
-            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
-
-        self.widget = widgets.VBox(
+        self._assemble(
+            title,
             [
-                widgets.HTML(heading),
-                row([self.kind_toggle, self.view_toggle]),
-                row([self.d_model_slider, self.positions_slider, self.base_slider]),
-                row([self.dims_box, self.vector_dropdown]),
-                self.message_html,
-                self.output,
-            ]
+                self._row([self.kind_toggle, self.view_toggle]),
+                self._row([self.d_model_slider, self.positions_slider, self.base_slider]),
+                self._row([self.dims_box, self.vector_dropdown]),
+            ],
         )
         for control in (
             self.kind_toggle,
@@ -138,13 +103,6 @@ class PositionalEncodingExplorer:
         ):
             control.observe(self._on_change, names="value")
         self._draw()
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = (
-            "PositionalEncodingExplorer (interactive: run this notebook in JupyterLab)"
-        )
-        return bundle
 
     def _on_change(self, _change) -> None:
         self._draw()
@@ -160,17 +118,8 @@ class PositionalEncodingExplorer:
         except Exception as error:  # never a traceback in the widget
             self.figure = None
             notes.append(f"Could not draw this: {type(error).__name__}: {error}")
-        self.message = " ".join(notes)
-        self.message_html.value = "".join(
-            "<div style='background:#fff8e1;border-left:4px solid #f5b400;padding:4px 8px'>"
-            f"{html.escape(note)}</div>"
-            for note in notes
-        )
-        if self.figure is None:
-            self.output.outputs = ()
-        else:
-            data = common.plotly_mimebundle(self.figure)
-            self.output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+        self._show_notes([("notice", note) for note in notes])
+        self._show_plotly(self.figure)
 
     def _table(self) -> np.ndarray:
         from tfm_edu.positional import sinusoidal_encoding
@@ -183,6 +132,8 @@ class PositionalEncodingExplorer:
             vector = np.tile([1.0, 0.0], D // 2)  # (D,)
         else:
             vector = np.random.default_rng(0).standard_normal(D)  # (D,)
+        from tfm_edu.analysis.positions import rotated_copies  # torch loads on first use
+
         return rotated_copies(vector, N, base)  # (N, D)
 
     def _figure(self, kind: str, view: str, notes: list[str]):

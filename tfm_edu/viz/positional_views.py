@@ -5,7 +5,7 @@ in dimensions 2i and 2i+1: low dimensions oscillate fast, high ones slowly. Its 
 PE[m] . PE[n] = sum_i cos((m - n) w_i) depends only on the offset m - n, which
 `similarity_by_offset` shows by drawing the curve from several reference positions: when they
 fall on top of each other, only the offset matters. RoPE (Su et al., 2021) rotates queries and
-keys so that q_m . k_n has the same property; `tfm_edu.viz.widgets.PositionalEncodingExplorer`
+keys so that q_m . k_n has the same property; `tfm_edu.viz.PositionalEncodingExplorer`
 compares both.
 
 Each function takes a table (N positions, D dimensions) from `tfm_edu.positional` (or any other

@@ -42,8 +42,8 @@ def plot_history(
     """Loss per step (faint) with its moving average, and evaluated metrics in a second panel.
 
     Args:
-        history: a `tfm_edu.train.History` (anything with `steps`, `loss` and `evals`), or a
-            dict {run name: History} to compare runs.
+        history: a `tfm_edu.train.History` (e.g. `tfm_edu.checkpoints.load_history(name)`), or
+            a dict {run name: History} to compare runs.
         metrics: which evaluated metrics to draw (default: every metric found in `evals`).
         window: points in the moving average of the loss (default: 1/50 of the run, >= 1).
         log_loss: draw the loss on a log scale.
@@ -67,8 +67,7 @@ def plot_history(
         axes[0].plot(run.steps, run.loss, color=color, alpha=0.25, linewidth=0.8)
         axes[0].plot(run.steps, smooth(run.loss, window), color=color, label=name)
         for metric, style in zip(metrics, ["-", "--", ":", "-."] * 4, strict=False):
-            steps = [e["step"] for e in run.evals if metric in e]
-            values = [e[metric] for e in run.evals if metric in e]
+            steps, values = run.eval_series(metric)
             label = metric if len(runs) == 1 else f"{name}: {metric}"
             axes[1].plot(steps, values, style, marker="o", color=color, label=label)
     axes[0].set(
@@ -169,7 +168,7 @@ def _as_runs(history) -> dict:
     if not runs:
         raise ValueError("history is an empty dict: pass a History or {name: History}")
     for name, run in runs.items():
-        if not all(hasattr(run, a) for a in ("steps", "loss", "evals")):
+        if not all(hasattr(run, a) for a in ("steps", "loss", "evals", "eval_series")):
             raise ValueError(f"{name!r} is a {type(run).__name__}, not a History")
         if len(run.loss) == 0 or len(run.loss) != len(run.steps):
             raise ValueError(

@@ -2,21 +2,20 @@
 Transformer's [CLS] token reads from each patch, or the attention rollout through all layers
 (Abnar & Zuidema, 2020), drawn over the image.
 
-The figure is a matplotlib image rendered to PNG inside the widget's own `ipywidgets.Output`, so
-showing the widget adds only a widget reference to the notebook (nbval stays stable) and nothing
-is printed from a callback.
+The figure is a matplotlib image rendered to PNG inside the widget's own Output. The model is any
+callable `model(images, return_attention=True)` with a ViT's output (`.logits`, `.attentions`)
+and `.config` (`num_layers`, `num_heads`, `patch_size`); the numbers drawn come from
+`tfm_edu.analysis.rollout`.
 """
 
 from __future__ import annotations
 
-import html
 import io
 from collections.abc import Mapping
 
 import numpy as np
-import torch
 
-from tfm_edu.viz.rollout import attention_rollout, cls_attention
+from tfm_edu.viz.explorer import Explorer
 from tfm_edu.viz.vit_views import IMAGE_CMAP, attention_overlay
 
 __all__ = ["ViTAttentionExplorer"]
@@ -25,7 +24,7 @@ ROLLOUT = "rollout"
 MEAN = "mean"
 
 
-class ViTAttentionExplorer:
+class ViTAttentionExplorer(Explorer):
     """Choose a model, an image, and a layer/head (or the rollout); see the map over the image."""
 
     def __init__(
@@ -39,7 +38,7 @@ class ViTAttentionExplorer:
     ) -> None:
         """
         Args:
-            models: a `tfm_edu.models.vit.ViT`, or a dict {name: ViT} shown as a selector.
+            models: a ViT (`tfm_edu.models.vit.ViT`), or a dict {name: ViT} shown as a selector.
             images: (N, 1, H, W) tensor, e.g. `tfm_edu.data.digits.load("test")[0]`.
             labels: (N,) true digits, shown beside the prediction.
             index: the image shown first.
@@ -47,6 +46,7 @@ class ViTAttentionExplorer:
             title: optional heading.
         """
         import ipywidgets as widgets
+        import torch  # loaded here, so that importing the views stays light (chapter 1)
 
         self.models = _check_models(models)
         self.images = torch.as_tensor(images)
@@ -57,9 +57,7 @@ class ViTAttentionExplorer:
                 f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}"
             )
         self.current_map: np.ndarray | None = None  # (P,) the values drawn last
-        self.message = ""  # the caption shown last, as plain text
         self._cache: dict[tuple[str, int], tuple] = {}
-        self._busy = False
 
         names = list(self.models)
         self.model_dropdown = widgets.Dropdown(
@@ -85,17 +83,13 @@ class ViTAttentionExplorer:
             description="discard",
             continuous_update=False,
         )
-        self.caption = widgets.HTML()
-        self.output = widgets.Output(layout={"min_height": "200px"})
-        heading = f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>" if title else ""
-        self.widget = widgets.VBox(
+        self._assemble(
+            title,
             [
-                widgets.HTML(heading),
-                widgets.HBox([self.model_dropdown, self.image_slider]),
-                widgets.HBox([self.layer_dropdown, self.head_dropdown, self.discard_slider]),
-                self.caption,
-                self.output,
-            ]
+                self._row([self.model_dropdown, self.image_slider]),
+                self._row([self.layer_dropdown, self.head_dropdown, self.discard_slider]),
+            ],
+            min_height=200,
         )
         self._refresh_controls()
         for control in (
@@ -116,8 +110,7 @@ class ViTAttentionExplorer:
         model: str | None = None,
     ) -> None:
         """Choose an image, a layer (an index or "rollout") and a head (an index or "mean")."""
-        self._busy = True
-        try:
+        with self._quietly():
             if model is not None:
                 self.model_dropdown.value = model
                 self._refresh_controls()
@@ -127,24 +120,14 @@ class ViTAttentionExplorer:
                 self.layer_dropdown.value = layer
             if head is not None:
                 self.head_dropdown.value = head
-        finally:
-            self._busy = False
         self._draw()
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = "ViTAttentionExplorer (interactive: run this notebook in JupyterLab)"
-        return bundle
 
     def _on_change(self, change) -> None:
         if self._busy:
             return
         if change["owner"] is self.model_dropdown:
-            self._busy = True
-            try:
+            with self._quietly():
                 self._refresh_controls()
-            finally:
-                self._busy = False
         self._draw()
 
     def _refresh_controls(self) -> None:
@@ -161,6 +144,8 @@ class ViTAttentionExplorer:
         self.head_dropdown.value = head if head in (MEAN, *range(heads)) else MEAN
 
     def _run(self, name: str, index: int):
+        import torch
+
         key = (name, index)
         if key not in self._cache:
             model = self.models[name]
@@ -173,6 +158,8 @@ class ViTAttentionExplorer:
 
     def _draw(self) -> None:
         import matplotlib
+
+        from tfm_edu.analysis.rollout import attention_rollout, cls_attention
 
         name, index = self.model_dropdown.value, self.image_slider.value
         layer, head = self.layer_dropdown.value, self.head_dropdown.value
@@ -195,13 +182,13 @@ class ViTAttentionExplorer:
         predicted = int(probabilities.argmax())
         truth = int(self.labels[index])
         verdict = "right" if predicted == truth else "WRONG"
-        self.message = (
+        caption = (
             f"image {index}: true {truth}, predicted {predicted} "
             f"(p = {probabilities[predicted]:.2f}, {verdict}). Showing {what}; "
             f"brighter = more. Weights per patch: "
             + ", ".join(f"{v:.2f}" for v in self.current_map)
         )
-        self.caption.value = f"<span style='font-size:90%'>{html.escape(self.message)}</span>"
+        self._show_notes([("info", caption)])
         with matplotlib.rc_context({"figure.dpi": 100}):
             from matplotlib.figure import Figure
 
@@ -214,28 +201,20 @@ class ViTAttentionExplorer:
             attention_overlay(self.images[index], values, model.config.patch_size, what, ax=right)
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
-        png = buffer.getvalue()
-        self.output.outputs = (
-            {
-                "output_type": "display_data",
-                "data": {"image/png": _b64(png), "text/plain": what},
-                "metadata": {},
-            },
-        )
+        self._show_png(buffer.getvalue(), what)
 
 
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode("ascii")
+def _is_vit(model) -> bool:
+    config = getattr(model, "config", None)
+    return callable(model) and all(
+        hasattr(config, name) for name in ("num_layers", "num_heads", "patch_size")
+    )
 
 
 def _check_models(models) -> dict:
-    from tfm_edu.models.vit import ViT
-
-    if isinstance(models, ViT):
+    if _is_vit(models):
         return {"ViT": models.eval()}
-    if isinstance(models, Mapping) and models and all(isinstance(m, ViT) for m in models.values()):
+    if isinstance(models, Mapping) and models and all(_is_vit(m) for m in models.values()):
         return {str(name): model.eval() for name, model in models.items()}
     raise ValueError(
         f"models must be a ViT or a non-empty dict {{name: ViT}}, got {type(models).__name__}"

@@ -3,7 +3,7 @@ learned position embeddings learned, and where the classifier goes wrong.
 
 Images are drawn with matplotlib (`imshow` is the natural tool for pixels, and the figures show
 on GitHub too). Every function takes arrays and returns a `Figure`; the data comes from
-`tfm_edu.viz.rollout` and the model. `ViTAttentionExplorer` (in `vit_explorer.py`) is the widget
+`tfm_edu.analysis` and the model. `ViTAttentionExplorer` (in `vit_explorer.py`) is the widget
 built from `attention_overlay`.
 """
 
@@ -12,15 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from tfm_edu.viz._common import new_matplotlib_figure
-from tfm_edu.viz.rollout import patch_grid
 
 __all__ = [
+    "patch_grid",
     "patches_figure",
     "attention_overlay",
     "cls_attention_figure",
-    "position_similarity",
     "position_similarity_figure",
-    "similarity_by_distance",
     "confusion_figure",
     "examples_figure",
     "overlay_gallery",
@@ -38,6 +36,30 @@ def _image(image) -> np.ndarray:
     if array.ndim != 2:
         raise ValueError(f"image must be (H, W) or (1, H, W), got shape {np.shape(image)}")
     return array.astype(np.float64)
+
+
+def patch_grid(values, image_size: int, patch_size: int) -> np.ndarray:
+    """Spread one value per patch over the patch's pixels, to draw it on top of the image.
+
+    Args:
+        values: (..., P), patches in reading order (as `tfm_edu.models.vit.patchify` numbers them),
+            with P = (image_size / patch_size) ** 2.
+        image_size, patch_size: the image's side and the patch's side, in pixels.
+
+    Returns:
+        (..., image_size, image_size) NumPy array, constant over each patch.
+    """
+    values = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    if image_size % patch_size:
+        raise ValueError(f"patch_size={patch_size} must divide image_size={image_size}")
+    side = image_size // patch_size
+    if values.ndim < 1 or values.shape[-1] != side * side:
+        raise ValueError(
+            f"values must be (..., P) with P = {side * side} patches of {patch_size}x{patch_size} "
+            f"in a {image_size}x{image_size} image, got shape {values.shape}"
+        )
+    grid = values.reshape(*values.shape[:-1], side, side)  # (..., h, w)
+    return grid.repeat(patch_size, axis=-2).repeat(patch_size, axis=-1)  # (..., H, W)
 
 
 def patches_figure(image, patch_size: int, title: str | None = None):
@@ -124,7 +146,7 @@ def cls_attention_figure(image, cls_maps, rollout, patch_size: int, title: str |
 
     Args:
         image: (H, W) or (1, H, W).
-        cls_maps: (L, H, P) from `tfm_edu.viz.rollout.cls_attention`.
+        cls_maps: (L, H, P) from `tfm_edu.analysis.rollout.cls_attention`.
         rollout: (P,) the [CLS] row of `attention_rollout` without its first column.
         patch_size: side of a patch.
     """
@@ -152,29 +174,12 @@ def cls_attention_figure(image, cls_maps, rollout, patch_size: int, title: str |
     return fig
 
 
-def position_similarity(embeddings) -> np.ndarray:
-    """Cosine similarity between every pair of learned position vectors.
-
-    Args:
-        embeddings: (P, D) the patches' position vectors (without [CLS]'s).
-
-    Returns:
-        (P, P), 1 on the diagonal.
-    """
-    vectors = embeddings.detach().cpu().numpy() if hasattr(embeddings, "detach") else embeddings
-    vectors = np.asarray(vectors, dtype=np.float64)
-    if vectors.ndim != 2:
-        raise ValueError(f"embeddings must be (P, D), got shape {vectors.shape}")
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)  # (P, D)
-    return unit @ unit.T  # (P, P)
-
-
 def position_similarity_figure(similarity, title: str | None = None):
     """The ViT paper's figure 7 (centre): for each patch position, a small map of how similar
     its position vector is to every other position's, drawn at that patch's place in the grid.
 
     Args:
-        similarity: (P, P) from `position_similarity`, P a square number.
+        similarity: (P, P) from `tfm_edu.analysis.position_similarity`, P a square number.
     """
     similarity = np.asarray(similarity)
     count = similarity.shape[0]
@@ -194,28 +199,6 @@ def position_similarity_figure(similarity, title: str | None = None):
     if title:
         fig.suptitle(title)
     return fig
-
-
-def similarity_by_distance(similarity) -> dict[int, float]:
-    """Mean similarity of two patches' position vectors, by their distance on the patch grid.
-
-    Args:
-        similarity: (P, P) from `position_similarity`, P a square number (patches in reading
-            order).
-
-    Returns:
-        {d: mean over all pairs at grid distance d} for d = 1, 2, ..., where the distance is
-        |row difference| + |column difference| (steps between neighbours). If the positions
-        learned the 2-D layout, the mean falls as d grows.
-    """
-    similarity = np.asarray(similarity)
-    count = similarity.shape[0]
-    side = round(count**0.5)
-    if similarity.shape != (count, count) or side * side != count:
-        raise ValueError(f"similarity must be (P, P) with P a square, got {similarity.shape}")
-    row, column = np.divmod(np.arange(count), side)  # (P,), (P,)
-    distance = np.abs(row[:, None] - row) + np.abs(column[:, None] - column)  # (P, P)
-    return {int(d): float(similarity[distance == d].mean()) for d in range(1, distance.max() + 1)}
 
 
 def confusion_figure(labels, predictions, title: str | None = None):

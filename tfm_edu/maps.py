@@ -1,10 +1,13 @@
-"""What the attention widgets draw: every layer's and head's weights for one input, with tokens.
+"""Attention maps as plain data: every layer's and head's weights for one input, with its tokens.
+
+The one format that models hand to the analysis and drawing code. NumPy only: this module imports
+nothing from `tfm_edu` (nor torch), so every layer of the package may use it.
 
 A model's attention weights (Vaswani et al., 2017, eq. 1: softmax(Q K^T / sqrt(d_k))) come out
 in many shapes: one (T, S) map, one (H, T, S) stack per layer, a list of per-layer (1, H, T, S)
 tensors from a batch of one... `as_attention_maps` turns each of them into one `AttentionMaps`,
 whose `attentions` is always a NumPy array (L, H, T, S), so the drawing code has one shape to
-handle. Extracting the weights stays in the models; drawing stays in `heatmaps`.
+handle. Models and `tfm_edu.analysis` produce `AttentionMaps`; `tfm_edu.viz` draws them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["AttentionMaps", "as_attention_maps", "to_numpy"]
+__all__ = ["AttentionMaps", "as_attention_maps", "stack_layers", "to_numpy"]
 
 
 def to_numpy(x, name: str = "array") -> np.ndarray:

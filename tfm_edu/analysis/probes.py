@@ -1,11 +1,14 @@
 """Chapter 7's probes: BERT attention maps for the explorer, and measurements of what heads do.
 
+Every function takes the model and its tokenizer (e.g. `tfm_edu.pretrained.load_minilm()`):
+this module computes and never loads or draws anything.
+
 - `bert_attention_maps(model, tokenizer, text)`: one sentence (or pair) -> `AttentionMaps`, with a
   notice when the input was truncated; `bert_attention(model, tokenizer)` wraps it as the
   callable `AttentionExplorer` wants. With `a_to_b=True` a pair shows only how the tokens of
   sentence A attend to sentence B (the A->B block of the full map).
-- `attention_to(sentence, word)`: for every layer and head, the token a chosen word attends to
-  most (the real MiniLM by default).
+- `attention_to(sentence, word, model, tokenizer)`: for every layer and head, the token a chosen
+  word attends to most.
 - `head_statistics(maps)`: per layer and head, the share of attention going to [CLS], to [SEP],
   to the token itself, to the previous and to the next token. Clark et al., 2019 ("What does
   BERT look at?") found many heads parking their attention on [SEP] or [CLS], and some heads
@@ -17,13 +20,12 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from tfm_edu.viz.maps import AttentionMaps
+from tfm_edu.maps import AttentionMaps
 
 __all__ = [
     "MAX_TOKENS",
@@ -71,7 +73,7 @@ def bert_attention_maps(
     types = torch.tensor([encoding.type_ids])  # (1, T)
     device = next(bert.parameters()).device
     with torch.no_grad():
-        out = bert(ids.to(device), token_type_ids=types.to(device), output_attentions=True)
+        out = bert(ids.to(device), token_type_ids=types.to(device), return_attention=True)
     attentions = torch.stack([a[0] for a in out.attentions]).cpu().numpy()  # (L, H, T, T)
     notice = None
     if encoding.truncated:
@@ -133,38 +135,23 @@ class AttentionTo:
             lines.append(f"{f'layer {l}':<{label}}" + " ".join(f"{c:>{width}}" for c in row))
         return "\n".join(lines)
 
-    def figure(self, backend: str = "plotly"):
-        """Heatmap with one row per (layer, head) and one column per token."""
-        from tfm_edu.viz.heatmaps import attention_heatmap
-
-        L, H, T = self.weights.shape
-        rows = [f"L{l} H{h}" for l in range(L) for h in range(H)]
-        title = f"where {self.word!r} attends, every layer and head"
-        return attention_heatmap(
-            self.weights.reshape(L * H, T), rows, self.tokens, title=title, backend=backend
-        )
-
     def __repr__(self) -> str:
         return self.table()
 
 
-def attention_to(
-    sentence: str, word: str, model=None, tokenizer=None, occurrence: int = 1
-) -> AttentionTo:
+def attention_to(sentence: str, word: str, model, tokenizer, occurrence: int = 1) -> AttentionTo:
     """Which token does `word` attend to most, in each layer and head?
 
     Args:
         sentence: the text.
         word: a word of the text (matched without regard to case); a word split into several
             WordPieces uses the average of their attention rows.
-        model, tokenizer: a BERT and its WordPiece; default: the real all-MiniLM-L6-v2.
+        model, tokenizer: a BERT (or a model holding one as `.bert`) and its WordPiece.
         occurrence: which occurrence of `word` (1 = the first).
 
     Returns:
-        AttentionTo, whose repr is a table and whose `.figure()` draws all heads.
+        AttentionTo, whose repr is a table.
     """
-    if model is None or tokenizer is None:
-        model, tokenizer = _minilm()
     maps = bert_attention_maps(model, tokenizer, sentence)
     encoding = tokenizer.encoding(sentence, max_length=MAX_TOKENS)
     start = _find(sentence, word, occurrence)
@@ -246,7 +233,7 @@ def norm_weighted_maps(model, tokenizer, text: str, max_tokens: int = MAX_TOKENS
     try:
         with torch.no_grad():
             device = next(bert.parameters()).device
-            out = bert(torch.tensor([encoding.ids], device=device), output_attentions=True)
+            out = bert(torch.tensor([encoding.ids], device=device), return_attention=True)
     finally:
         for hook in hooks:
             hook.remove()
@@ -264,13 +251,6 @@ def norm_weighted_maps(model, tokenizer, text: str, max_tokens: int = MAX_TOKENS
     names = [f"layer {i}" for i in range(len(maps))]
     note = "norm-weighted: alpha_ij * ||f(x_j)||, rows rescaled to sum to 1"
     return AttentionMaps(encoding.tokens, stacked, None, names, note)
-
-
-@functools.lru_cache(maxsize=1)
-def _minilm():
-    from tfm_edu.pretrained import load_minilm
-
-    return load_minilm()
 
 
 def _find(sentence: str, word: str, occurrence: int) -> int:

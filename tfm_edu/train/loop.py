@@ -1,4 +1,4 @@
-"""One small training loop for every chapter, and the `python -m tfm_edu.train <recipe>` command.
+"""One small training loop for every chapter.
 
 `fit` is deliberately plain: draw a batch, compute a loss with the function you pass, step
 AdamW, clip gradients, follow a warm-up-then-decay learning-rate schedule, record the history,
@@ -6,53 +6,25 @@ evaluate now and then, show a progress bar. Passing the loss as a function is wh
 loop train a translator (cross-entropy with label smoothing), a BERT (masked-token loss) or a
 student model (distillation loss).
 
-Recipes (what `python -m tfm_edu.train <name>` runs) live in `tfm_edu.recipes`; each builds its
-data and model, calls `fit`, measures the result and writes a checkpoint into `data/`.
+Every model of the course returns its own loss (`model(..., targets=...).loss`), so a recipe's
+`loss_fn` is one line. Recipes (what `python -m tfm_edu.train <name>` runs) live in
+`tfm_edu.recipes`; each builds its data and model, calls `fit`, measures the result and writes
+a checkpoint into `data/`.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["History", "warmup_schedule", "fit", "RECIPES", "main"]
+from tfm_edu.train.history import History
 
-# name -> ("module:function", what it trains). The function takes the remaining argv.
-RECIPES: dict[str, tuple[str, str]] = {
-    "dates": ("tfm_edu.recipes.dates:main", "chapter 5: date translator (seq2seq, characters)"),
-    "bert-mlm": ("tfm_edu.recipes.bert:main_mlm", "chapter 6: tiny BERT, masked-LM pretraining"),
-    "bert-sentiment": (
-        "tfm_edu.recipes.bert:main_sentiment",
-        "chapter 6: tiny BERT, sentiment fine-tuning",
-    ),
-    "vit-digits": ("tfm_edu.recipes.vit:main", "chapter 8: Vision Transformer on 8x8 digits"),
-}
-
-
-@dataclass
-class History:
-    """What happened during `fit`: one entry per step, plus periodic evaluations."""
-
-    steps: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-    evals: list[dict[str, float]] = field(default_factory=list)  # each has a "step" key
-    seconds: float = 0.0
-
-    def eval_series(self, metric: str) -> tuple[list[int], list[float]]:
-        """(steps, values) of one evaluated metric, ready to plot."""
-        rows = [e for e in self.evals if metric in e]
-        return [int(e["step"]) for e in rows], [e[metric] for e in rows]
+__all__ = ["warmup_schedule", "fit"]
 
 
 def warmup_schedule(
@@ -166,22 +138,6 @@ def fit(
     return history
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m tfm_edu.train <recipe> [recipe options]`; `--help` after a recipe lists them."""
-    argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m tfm_edu.train",
-        description="Train one of the course's models and write its checkpoint into data/.",
-        epilog="recipes:\n" + "\n".join(f"  {k:16s}{v[1]}" for k, v in RECIPES.items()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("recipe", choices=sorted(RECIPES), help="what to train")
-    if not argv or argv[0] not in RECIPES:  # no recipe named: show help or a clear error
-        parser.parse_args(argv[:1] or ["--help"])
-    module_name, function_name = RECIPES[argv[0]][0].split(":")
-    getattr(importlib.import_module(module_name), function_name)(argv[1:])
-
-
 def _evaluate(model: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]]):
     model.eval()
     with torch.no_grad():
@@ -215,7 +171,3 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (tuple, list)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-if __name__ == "__main__":
-    main()

@@ -1,28 +1,20 @@
-"""Interactive views for the notebooks, assembled from `heatmaps` and `positional_views`.
+"""`AttentionExplorer`: type a sentence and see, for every layer and head of any model, how much
+each query token attends to each key token: softmax(Q K^T / sqrt(d_k)) (Vaswani et al., 2017).
 
-`AttentionExplorer` lets a learner type a sentence and see, for every layer and head of any
-model, how much each query token attends to each key token: softmax(Q K^T / sqrt(d_k))
-(Vaswani et al., 2017). It follows bertviz's head and model views (Vig, 2019), drawn with
-plotly inside ipywidgets so that it works offline in JupyterLab (plotly's mime renderer, no
-CDN). `PositionalEncodingExplorer` (in `positional_explorer.py`, re-exported here) plays with
-sinusoidal encodings and RoPE.
-
-A widget draws into its own `ipywidgets.Output`, so showing one adds only a widget reference to
-the notebook cell and nbval stays stable. If a notebook prints anything from a widget callback,
-tag that cell `nbval-ignore-output`.
+It follows bertviz's head and model views (Vig, 2019), drawn with plotly inside ipywidgets so
+that it works offline in JupyterLab (plotly's mime renderer, no CDN). The model is any callable
+`sentence -> AttentionMaps`; the figures come from `heatmaps`.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping
 
-from tfm_edu.viz import _common as common
+from tfm_edu.maps import AttentionMaps, as_attention_maps
+from tfm_edu.viz.explorer import Explorer
 from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap
-from tfm_edu.viz.maps import AttentionMaps, as_attention_maps
-from tfm_edu.viz.positional_explorer import PositionalEncodingExplorer
 
-__all__ = ["AttentionExplorer", "PositionalEncodingExplorer"]
+__all__ = ["AttentionExplorer"]
 
 DEFAULT_SENTENCE = "The cat sat on the mat because it was tired."
 DEFAULT_SENTENCE_B = "It fell asleep in the sun."
@@ -33,7 +25,7 @@ _HINT = (
 )
 
 
-class AttentionExplorer:
+class AttentionExplorer(Explorer):
     """Type a sentence, choose model, layer and head, and see where each token attends."""
 
     def __init__(
@@ -50,7 +42,7 @@ class AttentionExplorer:
         """
         Args:
             models: a callable `sentence -> AttentionMaps` (or `-> (tokens, attentions)`, see
-                `tfm_edu.viz.maps.as_attention_maps`), or a dict {name: callable} shown as a
+                `tfm_edu.maps.as_attention_maps`), or a dict {name: callable} shown as a
                 model selector. With `pair=True` the callable receives (sentence_a, sentence_b).
             sentence: the sentence shown first.
             max_tokens: the most tokens drawn at once; longer inputs get a slider that pages
@@ -70,10 +62,8 @@ class AttentionExplorer:
         self.pair = bool(pair)
         self.current_maps: AttentionMaps | None = None  # what the model returned last
         self.figure = None  # the plotly figure shown last (None when only a message is shown)
-        self.message = ""  # the notices and errors shown above the figure, as plain text
         self.error: Exception | None = None  # the exception the model raised last, if any
         self._cache: dict[tuple, AttentionMaps] = {}
-        self._busy = False
         self._notes: list[tuple[str, str]] = []  # (kind, text) shown above the figure
         self._wanted_view = (layer, head)
 
@@ -122,24 +112,15 @@ class AttentionExplorer:
         self.key_slider = widgets.IntSlider(description="keys from", **slider)
         for control in (self.query_slider, self.key_slider):
             control.layout.width = "48%"
-        self.message_html = widgets.HTML()
-        self.output = widgets.Output(layout=widgets.Layout(min_height="120px"))
-        heading = f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>" if title else ""
-
-        def row(children):  # wraps onto a second line in a narrow notebook
-            return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
-
-        self.widget = widgets.VBox(
+        self._assemble(
+            title,
             [
-                widgets.HTML(heading),
                 self.sentence_box,
                 self.sentence_b_box,
-                row([self.model_dropdown, self.layer_dropdown, self.head_dropdown]),
-                row([self.query_slider, self.key_slider]),
-                self.message_html,
-                widgets.HTML(f"<span style='color:#666;font-size:90%'>{_HINT}</span>"),
-                self.output,
-            ]
+                self._row([self.model_dropdown, self.layer_dropdown, self.head_dropdown]),
+                self._row([self.query_slider, self.key_slider]),
+            ],
+            hint=_HINT,
         )
         for control in (self.sentence_box, self.sentence_b_box, self.model_dropdown):
             control.observe(self._on_input, names="value")
@@ -156,11 +137,10 @@ class AttentionExplorer:
 
     def set_sentence(self, sentence: str, sentence_b: str | None = None) -> None:
         """Replace the text (as if typed and Enter pressed) and redraw."""
-        self._busy = True
-        self.sentence_box.value = sentence
-        if sentence_b is not None:
-            self.sentence_b_box.value = sentence_b
-        self._busy = False
+        with self._quietly():
+            self.sentence_box.value = sentence
+            if sentence_b is not None:
+                self.sentence_b_box.value = sentence_b
         self._update()
 
     def set_view(self, layer: int | str | None = None, head: int | str | None = None) -> None:
@@ -169,18 +149,12 @@ class AttentionExplorer:
             allowed = [option for _, option in dropdown.options]
             if value is not None and value not in allowed:
                 raise ValueError(f"{dropdown.description} must be one of {allowed}, got {value!r}")
-        self._busy = True
-        if layer is not None:
-            self.layer_dropdown.value = layer
-        if head is not None:
-            self.head_dropdown.value = head
-        self._busy = False
+        with self._quietly():
+            if layer is not None:
+                self.layer_dropdown.value = layer
+            if head is not None:
+                self.head_dropdown.value = head
         self._draw()
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = "AttentionExplorer (interactive: run this notebook in JupyterLab)"
-        return bundle
 
     # --- events -------------------------------------------------------------------------------
 
@@ -197,11 +171,8 @@ class AttentionExplorer:
         self.current_maps, self.error = None, None
         notes = self._run_model()
         if self.current_maps is not None:
-            self._busy = True
-            try:
+            with self._quietly():
                 self._refresh_controls(self.current_maps)
-            finally:
-                self._busy = False
         self._notes = notes
         self._draw()
 
@@ -262,13 +233,8 @@ class AttentionExplorer:
                 self.figure = self._figure(maps)
             except Exception as error:  # a bug in drawing must not dump a traceback either
                 notes.append(("error", f"Could not draw these maps: {_short(error)}"))
-        self.message = " ".join(text for _, text in notes)
-        self.message_html.value = "".join(_note_html(kind, text) for kind, text in notes)
-        if self.figure is None:
-            self.output.outputs = ()
-        else:
-            data = common.plotly_mimebundle(self.figure)
-            self.output.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+        self._show_notes(notes)
+        self._show_plotly(self.figure)
 
     def _windows(self, maps: AttentionMaps) -> tuple[slice, slice]:
         q0 = self.query_slider.value
@@ -330,15 +296,3 @@ def _check_models(models) -> dict[str, Callable]:
 def _short(error: Exception, limit: int = 300) -> str:
     text = f"{type(error).__name__}: {error}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-_NOTE_STYLE = {
-    "info": "background:#f3f4f6;border-left:4px solid #9ca3af",
-    "notice": "background:#fff8e1;border-left:4px solid #f5b400",
-    "error": "background:#fdecea;border-left:4px solid #d93025",
-}
-
-
-def _note_html(kind: str, text: str) -> str:
-    style = _NOTE_STYLE[kind] + ";padding:4px 8px;margin:2px 0;border-radius:2px"
-    return f"<div style='{style}'>{html.escape(text)}</div>"

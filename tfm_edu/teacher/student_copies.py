@@ -19,7 +19,7 @@ No later cell may use an exercise's function or its results: in a student copy t
 there is, and "Run All" must still finish, each unfinished exercise's check saying
 "… not done yet".
 
-    python -m tfm_edu.exercises.student notebooks student [--force]
+    python -m tfm_edu.teacher.student_copies notebooks student [--force]
 
 writes `student/NN_x.ipynb` for every `notebooks/NN_x.ipynb`: each `solution` cell becomes a
 markdown cell saying the solution was removed, every output and execution count is cleared, and
@@ -121,9 +121,9 @@ def write_student_copies(source: Path, destination: Path, force: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: `python -m tfm_edu.exercises.student SOURCE DESTINATION [--force]`."""
+    """CLI: `python -m tfm_edu.teacher.student_copies SOURCE DESTINATION [--force]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m tfm_edu.exercises.student",
+        prog="python -m tfm_edu.teacher.student_copies",
         description="Write copies of the notebooks without solutions and outputs.",
     )
     parser.add_argument("source", type=Path, help="folder of full notebooks, e.g. notebooks")

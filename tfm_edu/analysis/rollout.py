@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch loads on first use, so `import tfm_edu.viz` stays light (chapter 1)
+if TYPE_CHECKING:  # torch loads on first use, so importing the views stays light (chapter 1)
     import torch
     from torch import Tensor
 
-__all__ = ["attention_rollout", "cls_attention", "patch_grid"]
+__all__ = ["attention_rollout", "cls_attention"]
 
 
 def attention_rollout(
@@ -92,30 +92,6 @@ def cls_attention(attentions: Sequence[Tensor | np.ndarray] | Tensor | np.ndarra
     layers, _, batched, _ = _stack(attentions)  # (L, B, H, T, T)
     maps = layers[:, :, :, 0, 1:].numpy()  # (L, B, H, P)
     return maps if batched else maps[:, 0]  # (L, B, H, P) or (L, H, P)
-
-
-def patch_grid(values: Tensor | np.ndarray, image_size: int, patch_size: int) -> np.ndarray:
-    """Spread one value per patch over the patch's pixels, to draw it on top of the image.
-
-    Args:
-        values: (..., P), patches in reading order (as `tfm_edu.models.vit.patchify` numbers them),
-            with P = (image_size / patch_size) ** 2.
-        image_size, patch_size: the image's side and the patch's side, in pixels.
-
-    Returns:
-        (..., image_size, image_size) NumPy array, constant over each patch.
-    """
-    values = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
-    if image_size % patch_size:
-        raise ValueError(f"patch_size={patch_size} must divide image_size={image_size}")
-    side = image_size // patch_size
-    if values.ndim < 1 or values.shape[-1] != side * side:
-        raise ValueError(
-            f"values must be (..., P) with P = {side * side} patches of {patch_size}x{patch_size} "
-            f"in a {image_size}x{image_size} image, got shape {values.shape}"
-        )
-    grid = values.reshape(*values.shape[:-1], side, side)  # (..., h, w)
-    return grid.repeat(patch_size, axis=-2).repeat(patch_size, axis=-1)  # (..., H, W)
 
 
 def _stack(attentions) -> tuple[Tensor, bool, bool, torch.dtype]:

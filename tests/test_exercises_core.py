@@ -247,3 +247,38 @@ def test_never_raises():
     assert result.status == "failed" and "could not check it (RuntimeError: boom)" in str(result)
     result = check_function("f", double, lambda x: {}["k"], CASES)
     assert result.status == "failed" and "the reference failed on case 1" in result.message
+
+
+@pytest.fixture
+def shell():
+    """An in-process IPython shell, as in a notebook's kernel; cleared afterwards."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    yield InteractiveShell.instance()
+    InteractiveShell.clear_instance()
+
+
+def check_in(shell, source: str) -> str:
+    shell.run_cell(source, store_history=True)
+    return shell.user_ns["_check"]
+
+
+def test_a_cell_with_a_syntax_error_is_reported_not_its_previous_definition(shell):
+    shell.push({"check": check})
+    shell.run_cell("def double(x):\n    return 2 * x", store_history=True)
+    shell.run_cell("def double(x):\n    return 3 * x +* 1", store_history=True)  # does not parse
+    message = str(check_in(shell, "_check = check(double)"))
+    assert message.startswith("✗ double: the cell above did not run: SyntaxError on line 2")
+    assert "would test your previous `double`" in message
+    # once the cell is fixed and run, the check answers for the new code again
+    shell.run_cell("def double(x):\n    return 3 * x", store_history=True)
+    assert "differs from the reference" in str(check_in(shell, "_check = check(double)"))
+
+
+def test_a_syntax_error_elsewhere_does_not_block_the_check(shell):
+    shell.push({"check": check})
+    shell.run_cell("def double(x):\n    return 2 * x", store_history=True)
+    shell.run_cell("print('unrelated' +* 1)", store_history=True)
+    assert check_in(shell, "_check = check(double)").passed
+    shell.run_cell("def double(x):\n    raise ValueError('boom')", store_history=True)  # runs
+    assert "raised ValueError" in str(check_in(shell, "_check = check(double)"))

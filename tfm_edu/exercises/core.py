@@ -6,6 +6,7 @@ runs a list of typical wrong implementations (`Mistake`s) on those inputs; the f
 behaves like the learner's function names the bug in its hint. The learner reads one
 `CheckResult` (a line, plus the hint), in this order of diagnosis:
 
+0. the cell defining it did not run (SyntaxError)  -> "✗ … the cell above did not run: ..."
 1. the function still raises NotImplementedError   -> "… not done yet: ..."
 2. it raises anything else                         -> "✗ your function raised TypeError: ..."
 3. wrong type, tuple length, shape or dtype kind   -> expected vs got
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import sys
 import textwrap
 import warnings
@@ -128,6 +130,9 @@ def check_function(
                 f"expected a function, got {type(fn).__name__}: pass the function itself, "
                 f"`check_{name}({name})`, not the result of calling it.",
             )
+        stale = _definition_did_not_run(name, fn)
+        if stale is not None:
+            return _failed(name, stale)
         settings = _Settings(compare, atol, rtol, tuple(output_names or ()))
         expected = [_call(reference, case) for case in cases]
         for k, out in enumerate(expected):
@@ -343,6 +348,34 @@ def _describe(reference: Callable[..., Any], case: Case) -> str:
             parts.append(f"{key}: {type(value).__name__}")
     text = ", ".join(parts)
     return f"{case.label}: {text}" if case.label else text
+
+
+def _definition_did_not_run(name: str, fn: Callable[..., Any]) -> str | None:
+    """Why `fn` is stale, if the last cell the learner ran defines it but never ran.
+
+    A cell with a SyntaxError runs nothing, so `fn` is still the previous definition (often the
+    stub, or an earlier attempt): checking it would answer for code the learner no longer sees.
+    IPython's `last_execution_result` is the cell run before this check's cell; outside IPython
+    (scripts, tests) there is nothing to look at.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    result = getattr(shell, "last_execution_result", None)
+    error = getattr(result, "error_before_exec", None)
+    if not isinstance(error, SyntaxError):
+        return None
+    source = getattr(getattr(result, "info", None), "raw_cell", "") or ""
+    names = {name, getattr(fn, "__name__", name)}
+    alternatives = "|".join(map(re.escape, names))
+    pattern = rf"^\s*(?:async\s+)?(?:def|class)\s+(?:{alternatives})\b"
+    if not re.search(pattern, source, re.MULTILINE):
+        return None
+    where = f" on line {error.lineno}" if error.lineno else ""
+    return (
+        f"the cell above did not run: {type(error).__name__}{where} ({error.msg}). Nothing in "
+        f"that cell was defined, so this check would test your previous `{name}`. Fix the "
+        "cell, run it, then run this check again."
+    )
 
 
 def _not_done(name: str, fn: Callable[..., Any], error: Exception) -> CheckResult:

@@ -11,7 +11,7 @@ export OMP_NUM_THREADS ?= 2
 .PHONY: help lab test lint unit notebooks browser-test bench student clean
 
 help:
-	@echo "make lab    - set up .venv and open the course in JupyterLab (chapter 00)"
+	@echo "make lab    - set up .venv, write your copies of the chapters into learner/, open chapter 00"
 	@echo "make test   - set up .venv, then lint, unit tests, notebooks (nbval), browser test"
 	@echo "make bench  - speed ratios against PyTorch's references"
 	@echo "make student - write student/ copies of the notebooks without solutions"
@@ -32,11 +32,15 @@ $(VENV)/.dev: $(VENV)/.lab
 	$(PIP) -e '.[dev]'
 	touch $@
 
+# The learner works in learner/: copies of notebooks/ (the teacher's edition, solved, outputs
+# stored) whose solutions are text that never runs, so a check always tests the learner's code.
+# Copies are written once and updated only while the learner has not edited them.
 lab: $(VENV)/.lab
+	$(PY) -m tfm_edu.teacher.student_copies notebooks learner --show-solutions
 	@# Jupyter's normal token stays on: the URL with the token is printed below. (Jupyter refuses
 	@# to run as root without --allow-root: containers and CI machines often are root.)
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 \
-	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/00_start_here.ipynb
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=learner \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) 00_start_here.ipynb
 
 test: $(VENV)/.dev lint unit notebooks browser-test
 

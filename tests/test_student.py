@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -86,7 +87,7 @@ def test_write_copies_only_notebooks_and_is_idempotent(course: Path, tmp_path: P
     assert sorted(p.name for p in student.iterdir()) == ["00_empty.ipynb", "01_tiny.ipynb"]
     first = (student / "01_tiny.ipynb").read_bytes()
     assert b"np.tril" not in first
-    assert write_student_copies(course, student) == written
+    assert write_student_copies(course, student) == []  # up to date: left as they are
     assert (student / "01_tiny.ipynb").read_bytes() == first
 
 
@@ -96,22 +97,48 @@ def test_edited_copies_are_kept_unless_forced(course: Path, tmp_path: Path, caps
     copy = nbformat.read(student / "01_tiny.ipynb", as_version=4)
     copy.cells[2].source = "def causal_mask(t):\n    return 'my work'"
     nbformat.write(copy, student / "01_tiny.ipynb")
-    written = write_student_copies(course, student)
-    assert [p.name for p in written] == ["00_empty.ipynb"]
-    assert "kept" in capsys.readouterr().err
+    assert write_student_copies(course, student) == []  # nothing new to bring: kept, silently
+    chapter = nbformat.read(course / "01_tiny.ipynb", as_version=4)
+    chapter.cells[0].source += " (revised)"  # the teacher's edition changes
+    nbformat.write(chapter, course / "01_tiny.ipynb")
+    assert write_student_copies(course, student) == []  # the edited copy is still kept ...
+    assert "kept" in capsys.readouterr().err  # ... and the learner is told why it was not updated
     assert "my work" in (student / "01_tiny.ipynb").read_text()
     write_student_copies(course, student, force=True)
     assert "my work" not in (student / "01_tiny.ipynb").read_text()
 
 
-def test_running_cells_is_not_an_edit(course: Path, tmp_path: Path):
+def test_running_cells_is_not_an_edit_and_outputs_stay_until_the_course_changes(
+    course: Path, tmp_path: Path
+):
     student = tmp_path / "student"
     write_student_copies(course, student)
     copy = nbformat.read(student / "01_tiny.ipynb", as_version=4)
     copy.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="3\n")]
     copy.cells[-1].execution_count = 7
     nbformat.write(copy, student / "01_tiny.ipynb")
-    assert len(write_student_copies(course, student)) == 2
+    assert write_student_copies(course, student) == []  # the learner's outputs stay
+    assert nbformat.read(student / "01_tiny.ipynb", as_version=4).cells[-1].execution_count == 7
+    chapter = nbformat.read(course / "01_tiny.ipynb", as_version=4)
+    chapter.cells[-1].source = "print(np.arange(4).sum())"  # the teacher's edition changes
+    nbformat.write(chapter, course / "01_tiny.ipynb")
+    assert write_student_copies(course, student) == [student / "01_tiny.ipynb"]
+    assert "arange(4)" in (student / "01_tiny.ipynb").read_text()
+
+
+def test_learner_copies_show_the_solution_as_text_that_never_runs(course: Path, tmp_path: Path):
+    original = exercise_notebook()
+    learner = strip_solutions(original, show_solutions=True)
+    assert "np.tril" not in code_sources(learner)
+    shown = [c for c in learner.cells if "solution-shown" in c.metadata.get("tags", [])]
+    assert len(shown) == 1 and shown[0].cell_type == "markdown"
+    assert f"```python\n{SOLUTION}\n```" in shown[0].source
+    assert shown[0].metadata.jupyter.source_hidden and shown[0].id == original.cells[3].id
+    nbformat.validate(learner)
+    assert main([str(course), str(tmp_path / "learner"), "--show-solutions"]) == 0
+    notebook = run_all(nbformat.read(tmp_path / "learner" / "01_tiny.ipynb", 4), tmp_path)
+    check = next(c for c in notebook.cells if "check_causal_mask(" in c.source)
+    assert "… not done yet: `causal_mask` still raises NotImplementedError" in outputs_text(check)
 
 
 def test_clear_errors(tmp_path: Path, course: Path, capsys):
@@ -169,3 +196,32 @@ def test_every_course_notebook_runs_as_a_student_copy(path: Path):
         checks = [c for c in later if c.cell_type == "code" and "check_" in c.source]
         if checks:
             assert "not done yet" in outputs_text(checks[0]), (path.name, checks[0].source)
+
+
+def wrong_attempt(source: str) -> str:
+    """A learner's first, wrong try at a stub: every `raise NotImplementedError` becomes
+    `return None`, keeping its indentation."""
+    return re.sub(r"^(\s*)raise NotImplementedError\b.*$", r"\1return None", source, flags=re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_in_a_learner_copy_a_wrong_attempt_never_gets_a_tick(path: Path):
+    """`make lab`'s copies: the solution is text, so Shift+Enter through a wrong attempt never
+    runs it, and the check answers ✗ for what the learner wrote."""
+    learner = strip_solutions(nbformat.read(path, as_version=4), show_solutions=True)
+    exercises = [
+        i
+        for i, cell in enumerate(learner.cells)
+        if "solution-shown" in cell.metadata.get("tags", [])
+    ]
+    for i in exercises:
+        stub = learner.cells[i - 1]
+        assert stub.cell_type == "code" and "NotImplementedError" in stub.source, (path.name, i)
+        stub.source = wrong_attempt(stub.source)
+    run_all(learner, NOTEBOOKS)
+    for i in exercises:
+        later = learner.cells[i + 1 :]
+        check = next(c for c in later if c.cell_type == "code" and "check_" in c.source)
+        verdict = outputs_text(check)
+        assert verdict.lstrip().startswith("✗"), (path.name, check.source, verdict)

@@ -10,7 +10,7 @@ that exposes one *step function*:
         logits: (N, V) scores for the next token
 
 Today's models recompute the decoder over the whole prefix at each step (simple, and fast enough
-for 10-character dates). A KV cache (chapter 10) fits without changing this module: the step
+for 10-character dates). A KV cache fits without changing this module: the step
 stores its keys and values in `state` and reads only `tokens[:, -1:]`; beam search reorders the
 state's rows with `reorder_state` whenever beams are re-ranked. Sampling (temperature, top-k,
 top-p) is another `choose` rule for `generate`.

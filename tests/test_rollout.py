@@ -92,16 +92,3 @@ def test_patch_grid_spreads_each_value_over_its_patch():
     assert patch_grid(np.zeros((2, 3, 16)), 8, 2).shape == (2, 3, 8, 8)
     with pytest.raises(ValueError, match="P = 4"):
         patch_grid(np.zeros(5), 8, 4)
-
-
-def test_rollout_exercise_check():
-    from tfm_edu.exercises import vit as checks
-
-    assert checks.check_attention_rollout(attention_rollout).passed
-    for wrong, words in [
-        ({"identity": False}, "residual"),
-        ({"renormalise": False}, "sum to 1"),
-        ({"later_on_left": False}, "backwards"),
-    ]:
-        result = checks.check_attention_rollout(lambda maps, w=wrong: checks._rollout(maps, **w))
-        assert not result.passed and words in result.message, result.message

@@ -126,19 +126,6 @@ def test_checkpoint_round_trip(tmp_path):
         load_weights(ViT(ViTConfig()), tmp_path / "vit")
 
 
-def test_patchify_exercise_check():
-    from tfm_edu.exercises import vit as checks
-
-    assert checks.check_patchify(patchify).passed
-    strips = checks.check_patchify(checks._strips)
-    assert not strips.passed and "strips" in strips.message
-
-    def stub(images, patch_size):
-        raise NotImplementedError
-
-    assert checks.check_patchify(stub).status == "not done"
-
-
 def test_shipped_checkpoint_reaches_97_percent_on_test():
     from tfm_edu.analysis.metrics import accuracy
     from tfm_edu.checkpoints import load_card

@@ -28,11 +28,28 @@ def test_patches_and_overlay_figures():
         vit_views.attention_overlay(_image(), np.ones(16), 4)
 
 
-def test_cls_attention_figure_has_a_panel_per_layer_and_head():
-    fig = vit_views.cls_attention_figure(
-        _image(), np.random.default_rng(0).random((2, 3, 4)), np.ones(4), 4
+def test_cls_attention_figure_has_a_panel_per_layer_and_head_and_a_colour_bar():
+    maps = np.random.default_rng(0).dirichlet(np.ones(5), size=(2, 3))[..., 1:]  # (L, H, P)
+    fig = vit_views.cls_attention_figure(_image(), maps, np.full(4, 0.2), 4)
+    assert len(fig.axes) == 3 * 4 + 1  # (layers + 1) x (heads + 1), and the colour bar
+    assert fig.axes[-1].get_ylabel() == "share of [CLS]'s attention"
+    rollout = fig.axes[4 * 2 + 1].images[0]  # the last row's second panel
+    assert rollout.get_clim() == (0.0, 1.0)  # one scale for every panel
+    np.testing.assert_allclose(rollout.get_array(), 0.2)  # drawn as it is, not normalised
+    per_panel = vit_views.cls_attention_figure(
+        _image(), maps, np.full(4, 0.2), 4, shared_scale=False
     )
-    assert len(fig.axes) == 3 * 4  # (layers + 1) x (heads + 1)
+    assert "largest" in per_panel.axes[-1].get_ylabel()
+    np.testing.assert_allclose(per_panel.axes[4 * 2 + 1].images[0].get_array(), 1.0)
+
+
+def test_attention_overlay_on_a_fixed_scale():
+    values = np.array([0.1, 0.2, 0.3, 0.4])
+    fixed = vit_views.attention_overlay(_image(), values, 4, vmax=0.8).axes[0].images[0]
+    assert fixed.get_clim() == (0.0, 0.8)
+    assert float(fixed.get_array().max()) == 0.4
+    scaled = vit_views.attention_overlay(_image(), values, 4).axes[0].images[0]
+    assert float(scaled.get_array().max()) == 1.0  # default: the largest value is the top
 
 
 def test_position_similarity():

@@ -110,26 +110,32 @@ def patches_figure(image, patch_size: int, title: str | None = None):
     return fig
 
 
-def attention_overlay(image, values, patch_size: int, title: str | None = None, ax=None):
+def attention_overlay(
+    image, values, patch_size: int, title: str | None = None, ax=None, *, vmax: float | None = None
+):
     """One value per patch drawn as colour, with the outline of the digit's ink on top.
 
     Args:
         image: (H, W) or (1, H, W).
         values: (P,) non-negative, e.g. the [CLS] row of a rollout without its first column.
-            The colour runs from 0 (black) to the largest value (bright yellow), so a map whose
-            patches are nearly equal looks nearly uniform; the title should say what it shows.
         patch_size: side of a patch.
         ax: draw into this matplotlib Axes (default: a new figure).
+        vmax: the value drawn bright yellow, on a scale from 0 (black), so that several maps
+            drawn with the same vmax can be compared. Default None: each map is scaled to its
+            own largest value, so a map whose patches are nearly equal looks nearly uniform
+            *and bright*; the title should say what it shows.
     """
     pixels = _image(image)  # (H, W)
     heat = patch_grid(values, pixels.shape[0], patch_size)  # (H, W)
-    top = heat.max()
-    heat = heat / top if top > 0 else np.zeros_like(heat)  # (H, W) in 0..1
+    if vmax is None:
+        top = heat.max()
+        heat = heat / top if top > 0 else np.zeros_like(heat)  # (H, W) in 0..1
+        vmax = 1.0
     fig = None
     if ax is None:
         fig = new_matplotlib_figure(2.4, 2.6)
         ax = fig.add_subplot()
-    ax.imshow(heat, cmap=MAP_CMAP, vmin=0, vmax=1)
+    ax.imshow(heat, cmap=MAP_CMAP, vmin=0, vmax=vmax)
     if pixels.max() > pixels.min():  # the ink's outline, half-way between paper and darkest ink
         middle = (pixels.min() + pixels.max()) / 2
         ax.contour(pixels, levels=[middle], colors=[INK_COLOR], linewidths=1.3)
@@ -140,7 +146,15 @@ def attention_overlay(image, values, patch_size: int, title: str | None = None, 
     return fig if fig is not None else ax.figure
 
 
-def cls_attention_figure(image, cls_maps, rollout, patch_size: int, title: str | None = None):
+def cls_attention_figure(
+    image,
+    cls_maps,
+    rollout,
+    patch_size: int,
+    title: str | None = None,
+    *,
+    shared_scale: bool = True,
+):
     """What [CLS] reads from each patch: one row per layer (a column per head, then the head
     mean), and a last row with the image and the rollout.
 
@@ -149,26 +163,35 @@ def cls_attention_figure(image, cls_maps, rollout, patch_size: int, title: str |
         cls_maps: (L, H, P) from `tfm_edu.analysis.rollout.cls_attention`.
         rollout: (P,) the [CLS] row of `attention_rollout` without its first column.
         patch_size: side of a patch.
+        shared_scale: True (default): every panel on one scale, from 0 to 1 of [CLS]'s
+            attention, with one colour bar, so a sharp head and a flat mean look different.
+            False: each panel scaled to its own largest value (its brightest patch is always
+            yellow) and the colour bar says so.
     """
     cls_maps = np.asarray(cls_maps)
     if cls_maps.ndim != 3:
         raise ValueError(f"cls_maps must be (L, H, P), got shape {cls_maps.shape}")
     L, H, _ = cls_maps.shape
-    fig = new_matplotlib_figure(1.3 * (H + 1), 1.35 * (L + 1))
+    vmax = 1.0 if shared_scale else None
+    fig = new_matplotlib_figure(1.3 * (H + 1) + 0.8, 1.35 * (L + 1))
     axes = fig.subplots(L + 1, H + 1, squeeze=False)
     for layer in range(L):
         for head in range(H + 1):
             values = cls_maps[layer, head] if head < H else cls_maps[layer].mean(0)
             name = f"head {head}" if head < H else "mean"
-            attention_overlay(image, values, patch_size, f"layer {layer} {name}", axes[layer, head])
+            attention_overlay(
+                image, values, patch_size, f"layer {layer} {name}", axes[layer, head], vmax=vmax
+            )
     axes[L, 0].imshow(_image(image), cmap=IMAGE_CMAP)
     axes[L, 0].set_title("image", fontsize=8)
-    attention_overlay(image, rollout, patch_size, "rollout", axes[L, 1])
+    attention_overlay(image, rollout, patch_size, "rollout", axes[L, 1], vmax=vmax)
     for ax in axes[L]:
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[L, 2:]:
         ax.axis("off")
+    label = "share of [CLS]'s attention" if shared_scale else "share of the panel's largest value"
+    fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=0.6, label=label)
     if title:
         fig.suptitle(title)
     return fig

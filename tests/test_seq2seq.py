@@ -143,7 +143,7 @@ def test_translator_cross_attention_for_the_widgets():
     pytest.importorskip("tfm_edu.viz")
     maps = Translator(_model(), TOKENIZER).cross_attention(" ab 12")
     assert maps.key_tokens == list("ab 12")
-    assert maps.layer_names == ["cross 1"]
+    assert maps.layer_names == ["cross 0"]  # 0-based, as everywhere
     assert maps.attentions.shape == (1, 2, len(maps.query_tokens), 5)
     assert abs(maps.attentions.sum(-1) - 1).max() < 1e-5
 

@@ -1,57 +1,262 @@
-"""Checks for chapter 5: teacher forcing, greedy decoding and one step of beam search.
+"""Checks for chapter 5: a pre-LN decoder layer, greedy decoding and one step of beam search.
 
-The references are the package's own: `tfm_edu.models.seq2seq.teacher_forcing`, and
-`tfm_edu.decode.greedy` and `tfm_edu.decode.beam_step` (beam search keeps the k best of all
-k x V extensions, ranked by total log-probability).
+The references are the package's own: `tfm_edu.layers.DecoderLayer(norm_first=True)` (also
+compared with PyTorch's `nn.TransformerDecoderLayer(norm_first=True)`), `tfm_edu.decode.greedy`
+and `tfm_edu.decode.beam_step` (beam search keeps the k best of all k x V extensions, ranked by
+total log-probability).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
+
 import torch
+from torch import nn
 
 from tfm_edu import decode
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
-from tfm_edu.models.seq2seq import teacher_forcing
+from tfm_edu.layers import DecoderLayer
 
-__all__ = ["check_teacher_forcing", "check_greedy_decode", "check_beam_step"]
+__all__ = ["check_decoder_layer", "check_greedy_decode", "check_beam_step"]
 
 PAD, BOS, EOS = 0, 1, 2
 
 
-# ------------------------------------------------------------------ teacher forcing
+# ------------------------------------------------------------------ the decoder layer
+
+_LAYER_SLIPS = {  # slip -> hint, for the mistakes of check_decoder_layer; most specific first
+    "post-LN": "that is post-LN, the paper's x = norm(x + sublayer(x)) built above. Pre-LN "
+    "normalises each sublayer's *input* and leaves the residual stream alone: "
+    "x = x + sublayer(norm(x)).",
+    "no causal mask": "pass `self_mask` (the causal mask) to the self-attention: without it "
+    "position t reads the answer at the positions after t, the cheat of section 3.",
+    "cross from decoder": "cross-attention takes its queries from the decoder's stream but its "
+    "keys and values from `memory`, the encoder's output: "
+    "self.cross_attn(h, memory, memory, memory_mask).",
+    "cross from decoder, no mask": "cross-attention takes its queries from the decoder's stream "
+    "but its keys and values from `memory`, the encoder's output: "
+    "self.cross_attn(h, memory, memory, memory_mask).",
+    "memory mask ignored": "pass `memory_mask` to the cross-attention: without it the decoder "
+    "also reads the [PAD] positions of the shorter inputs.",
+    "masks swapped": "the masks are swapped: `self_mask` (T, T) goes to the self-attention, "
+    "`memory_mask` (over the S input positions) to the cross-attention.",
+    "memory normalised": "leave `memory` as it is: only the decoder's own stream is normalised "
+    "before the cross-attention (the encoder's final LayerNorm already normalised memory).",
+    "norm after sublayer": "normalise each sublayer's input, not its output: "
+    "x = x + sublayer(norm(x)), not x + norm(sublayer(x)).",
+    "residual from normalised": "add the sublayer's output to the un-normalised x: h = norm(x), "
+    "then x = x + sublayer(h), not h + sublayer(h).",
+    "one norm": "each sublayer has its own LayerNorm: norm1 before the self-attention, norm2 "
+    "before the cross-attention, norm3 before the feed-forward.",
+    "no feed-forward residual": "the feed-forward needs its residual connection too: "
+    "x = x + self.feed_forward(self.norm3(x)).",
+    "no cross residual": "the cross-attention needs its residual connection too: "
+    "x = x + attended, where attended = self.cross_attn(h, memory, memory, memory_mask)[0].",
+}
 
 
-def check_teacher_forcing(fn) -> CheckResult:
-    """Check `fn(target (B, L)) -> (decoder_input (B, L-1), labels (B, L-1))`."""
-    g = torch.Generator().manual_seed(0)
-    cases = []
-    for B, n in [(2, 4), (3, 6), (1, 3)]:
-        body = torch.randint(3, 20, (B, n), generator=g)  # (B, n)
-        bos, eos = torch.full((B, 1), BOS), torch.full((B, 1), EOS)
-        cases.append(Case((torch.cat([bos, body, eos], dim=1),)))  # (B, n + 2)
-    mistakes = [
-        Mistake(
-            "if the decoder reads the very tokens it must predict, it learns to copy its input "
-            "(a perfect training loss) and is lost at generation time, when that input does not "
-            "exist yet. Shift by one: input target[:, :-1], labels target[:, 1:].",
-            lambda target: (target, target),
-        ),
-        Mistake(
-            "input and labels are swapped: the input starts with [BOS] (target[:, :-1]) and the "
-            "labels end with [EOS] (target[:, 1:]).",
-            lambda target: (target[:, 1:], target[:, :-1]),
-        ),
-        Mistake(
-            "the input must start with [BOS]: position 0 sees only [BOS] and predicts y1.",
-            lambda target: (target[:, 1:], target[:, 1:]),
-        ),
-        Mistake(
-            "the labels must end with [EOS]: the model has to learn when to stop.",
-            lambda target: (target[:, :-1], target[:, :-1]),
-        ),
-    ]
-    return check_function("teacher_forcing", fn, teacher_forcing, cases, mistakes,
-                          output_names=("decoder_input", "labels"))  # fmt: skip
+def check_decoder_layer(cls) -> CheckResult:
+    """Check a learner's pre-LN decoder layer class against the package and PyTorch.
+
+    `cls(d_model=..., num_heads=..., d_ff=...)` must build an `nn.Module` with the package's
+    parameter names (`self_attn`, `cross_attn`, `feed_forward`, `norm1`, `norm2`, `norm3`) and
+    `forward(x (B, T, D), memory (B, S, D), self_mask (T, T), memory_mask (B, 1, 1, S) or None)
+    -> (B, T, D)` (a tuple starting with that tensor is accepted too). The check loads the
+    weights of a seeded `tfm_edu.layers.DecoderLayer(norm_first=True)` into it and compares the
+    output and the gradients with respect to `x` and `memory`, in eval mode, with that layer and
+    with `nn.TransformerDecoderLayer(norm_first=True, batch_first=True)` holding the same
+    weights, on cases with T != S, a causal mask and a memory padding mask. It restores torch's
+    RNG afterwards.
+    """
+    name = getattr(cls, "__name__", "MyDecoderLayer")
+    with torch.random.fork_rng(devices=[]):
+        g = torch.Generator().manual_seed(5)
+        setups = [  # (B, T, S, D, H, d_ff, memory lengths or None); T != S everywhere
+            (2, 4, 6, 8, 2, 16, [6, 3]),
+            (1, 5, 3, 12, 3, 24, None),
+            (3, 3, 5, 8, 4, 16, [5, 2, 4]),
+        ]
+        cases = []
+        for B, T, S, D, H, d_ff, lengths in setups:
+            x, memory = torch.randn(B, T, D, generator=g), torch.randn(B, S, D, generator=g)
+            self_mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T) causal
+            memory_mask = None
+            if lengths is not None:
+                memory_mask = (torch.arange(S) < torch.tensor(lengths)[:, None])[:, None, None]
+            label = "causal mask" + (" + memory padding" if lengths else "") + f", T={T}, S={S}"
+            cases.append(
+                Case((x, memory, self_mask, memory_mask), {"num_heads": H, "d_ff": d_ff}, label)
+            )
+        mistakes = [
+            Mistake(hint, partial(_decoder_layer_with_slip, slip=slip))
+            for slip, hint in _LAYER_SLIPS.items()
+        ]
+        options = dict(atol=1e-5, rtol=1e-4, output_names=("out", "grad x", "grad memory"))
+        ours = check_function(
+            name, partial(_run_layer, cls), _run_package_layer, cases, mistakes, **options
+        )
+        if not ours.passed:
+            return ours
+        theirs = check_function(name, partial(_run_layer, cls), _run_torch_layer, cases, **options)
+        if not theirs.passed:
+            return theirs
+        return CheckResult(
+            name,
+            "passed",
+            f"✓ {name}: matches tfm_edu.layers.DecoderLayer and nn.TransformerDecoderLayer "
+            f"(pre-LN; output and input gradients) on {len(cases)} test cases",
+        )
+
+
+@lru_cache(maxsize=8)
+def _reference_layer(d_model: int, num_heads: int, d_ff: int) -> DecoderLayer:
+    """A seeded pre-LN `DecoderLayer` in eval mode, with LayerNorms that are not the identity.
+
+    Cached (the check builds it for every case and every mistake); never modified afterwards.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(d_model * 100 + d_ff)
+        layer = DecoderLayer(d_model=d_model, num_heads=num_heads, d_ff=d_ff, norm_first=True)
+        with torch.no_grad():
+            for norm in (layer.norm1, layer.norm2, layer.norm3):
+                norm.weight.copy_(1 + 0.3 * torch.randn(d_model))
+                norm.bias.copy_(0.2 * torch.randn(d_model))
+    return layer.eval()
+
+
+def _reference_weights(d_model: int, num_heads: int, d_ff: int) -> dict[str, torch.Tensor]:
+    """A fresh copy of the reference layer's state_dict."""
+    state = _reference_layer(d_model, num_heads, d_ff).state_dict()
+    return {key: value.clone() for key, value in state.items()}
+
+
+def _output_and_gradients(forward, x, memory):
+    """forward(x, memory) -> (out (B, T, D), d(probe . out)/dx, d(probe . out)/dmemory)."""
+    x = x.clone().requires_grad_(True)  # (B, T, D)
+    memory = memory.clone().requires_grad_(True)  # (B, S, D)
+    out = forward(x, memory)
+    if isinstance(out, (tuple, list)) and len(out) > 0:
+        out = out[0]  # the package's layers return (x, self_weights, cross_weights)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        return out  # the harness says what is wrong with it
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(11))  # (B, T, D)
+    grad_x = grad_memory = None
+    if out.requires_grad:
+        grad_x, grad_memory = torch.autograd.grad(
+            (out * probe).sum(), (x, memory), allow_unused=True
+        )
+    grad_x = torch.zeros_like(x) if grad_x is None else grad_x  # (B, T, D)
+    grad_memory = torch.zeros_like(memory) if grad_memory is None else grad_memory  # (B, S, D)
+    return out.detach(), grad_x, grad_memory
+
+
+def _run_layer(cls, x, memory, self_mask, memory_mask, num_heads, d_ff):
+    """Build cls(d_model, num_heads, d_ff), load the reference weights, run it in eval mode."""
+    D = x.shape[-1]
+    layer = cls(d_model=D, num_heads=num_heads, d_ff=d_ff)
+    weights = _reference_weights(D, num_heads, d_ff)
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"the class must build an nn.Module, got {type(layer).__name__}")
+    mine = set(layer.state_dict())
+    if mine != set(weights):
+
+        def modules(keys):  # "cross_attn.q_proj.weight" -> "cross_attn"
+            return ", ".join(sorted({key.split(".")[0] for key in keys})) or "none"
+
+        raise ValueError(
+            "keep the stub's attribute names, to receive the reference's weights; missing: "
+            f"{modules(set(weights) - mine)}; unexpected: {modules(mine - set(weights))}"
+        )
+    layer.load_state_dict(weights)
+    layer.eval()
+    return _output_and_gradients(
+        lambda x, memory: layer(x, memory, self_mask, memory_mask), x, memory
+    )
+
+
+def _run_package_layer(x, memory, self_mask, memory_mask, num_heads, d_ff):
+    """The reference: `tfm_edu.layers.DecoderLayer(norm_first=True)` with the seeded weights."""
+
+    class PackageLayer(DecoderLayer):
+        def __init__(self, **sizes):
+            super().__init__(norm_first=True, **sizes)
+
+    return _run_layer(PackageLayer, x, memory, self_mask, memory_mask, num_heads, d_ff)
+
+
+def _run_torch_layer(x, memory, self_mask, memory_mask, num_heads, d_ff):
+    """PyTorch's `nn.TransformerDecoderLayer(norm_first=True)` with the same weights.
+
+    It packs q, k, v into one `in_proj_weight` (3D, D), and its masks mean True = *blocked*.
+    """
+    D = x.shape[-1]
+    weights = _reference_weights(D, num_heads, d_ff)
+    theirs = nn.TransformerDecoderLayer(
+        D, num_heads, dim_feedforward=d_ff, dropout=0.0, batch_first=True, norm_first=True
+    ).eval()
+    state = {}
+    for ours, their in (("self_attn", "self_attn"), ("cross_attn", "multihead_attn")):
+        for kind in ("weight", "bias"):
+            packed = [weights[f"{ours}.{p}_proj.{kind}"] for p in "qkv"]
+            state[f"{their}.in_proj_{kind}"] = torch.cat(packed)  # (3D, D) or (3D,)
+            state[f"{their}.out_proj.{kind}"] = weights[f"{ours}.out_proj.{kind}"]
+    for kind in ("weight", "bias"):
+        for i in (1, 2):
+            state[f"linear{i}.{kind}"] = weights[f"feed_forward.linear{i}.{kind}"]
+        for i in (1, 2, 3):
+            state[f"norm{i}.{kind}"] = weights[f"norm{i}.{kind}"]
+    theirs.load_state_dict(state)
+    padding = None if memory_mask is None else ~memory_mask[:, 0, 0, :]  # (B, S), True = pad
+    return _output_and_gradients(
+        lambda x, memory: theirs(
+            x, memory, tgt_mask=~self_mask, memory_key_padding_mask=padding
+        ),  # (B, T, D)
+        x,
+        memory,
+    )
+
+
+def _decoder_layer_with_slip(x, memory, self_mask, memory_mask, num_heads, d_ff, slip=None):
+    """The pre-LN decoder layer with the seeded weights and one typical slip, for the mistakes."""
+    layer = _reference_layer(x.shape[-1], num_heads, d_ff)
+    norm1, norm2, norm3 = (
+        (layer.norm1,) * 3 if slip == "one norm" else (layer.norm1, layer.norm2, layer.norm3)
+    )
+
+    def sublayer(x, norm, run):  # one residual block, written with the slip
+        if slip == "post-LN":
+            return norm(x + run(x))
+        if slip == "norm after sublayer":
+            return x + norm(run(x))
+        h = norm(x)
+        return (h if slip == "residual from normalised" else x) + run(h)
+
+    def forward(x, memory):
+        self_m = {"no causal mask": None, "masks swapped": memory_mask}.get(slip, self_mask)
+        cross_m = {
+            "memory mask ignored": None,
+            "cross from decoder, no mask": None,
+            "masks swapped": self_mask,
+        }.get(slip, memory_mask)
+        source = norm2(memory) if slip == "memory normalised" else memory  # (B, S, D)
+
+        def self_attention(h):
+            return layer.self_attn(h, h, h, self_m)[0]  # (B, T, D)
+
+        def cross_attention(h):
+            kv = h if slip in ("cross from decoder", "cross from decoder, no mask") else source
+            return layer.cross_attn(h, kv, kv, cross_m)[0]  # (B, T, D)
+
+        x = sublayer(x, norm1, self_attention)  # (B, T, D)
+        if slip == "no cross residual":
+            x = cross_attention(norm2(x))  # (B, T, D)
+        else:
+            x = sublayer(x, norm2, cross_attention)  # (B, T, D)
+        if slip == "no feed-forward residual":
+            return layer.feed_forward(norm3(x))  # (B, T, D)
+        return sublayer(x, norm3, layer.feed_forward)  # (B, T, D)
+
+    return _output_and_gradients(forward, x, memory)
 
 
 # ------------------------------------------------------------------ greedy decoding

@@ -320,7 +320,7 @@ class Translator:
         Returns:
             `tfm_edu.maps.AttentionMaps` with attentions (L, H, T, S): query_tokens are the output
             characters ([BOS] then the answer), key_tokens the input characters, layer names
-            "cross 1", "cross 2", ...
+            "cross 0", "cross 1", ... (0-based, like the layer index)
         """
         answer = self.generate([text]).tokens[0]  # (L,)
         source = self.encode_texts([text])  # (1, S)
@@ -336,5 +336,5 @@ class Translator:
             query_tokens=predicted,
             attentions=maps,
             key_tokens=list(text.strip()),
-            layer_names=[f"cross {i + 1}" for i in range(len(out.cross_attentions))],
+            layer_names=[f"cross {i}" for i in range(len(out.cross_attentions))],
         )

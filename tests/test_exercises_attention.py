@@ -19,11 +19,9 @@ from tfm_edu import numpy_attention as npa
 from tfm_edu.attention import MultiHeadAttention as PackageMultiHeadAttention
 from tfm_edu.exercises.attention import (
     check_causal_mask,
-    check_merge_heads,
     check_multi_head_attention_module,
     check_scaled_dot_product_attention,
     check_softmax,
-    check_split_heads,
 )
 
 # ---------------------------------------------------------------- softmax
@@ -245,67 +243,15 @@ def test_causal_mask_other_dtypes_and_stub():
     assert check_causal_mask(stub).status == "not done"
 
 
-# ------------------------------------------------------------ splitting heads (torch)
-
-
-def split_heads(x, num_heads):
-    B, T, D = x.shape
-    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)
-
-
-def merge_heads(x):
-    B, H, T, Dh = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * Dh)
-
-
-def test_heads_accept_correct_code():
-    assert check_split_heads(split_heads).passed
-    assert check_split_heads(lambda x, num_heads: rearrange(x, "b t (h d) -> b h t d", h=num_heads))
-    assert check_merge_heads(merge_heads).passed
-    assert check_merge_heads(lambda x: rearrange(x, "b h t d -> b t (h d)")).passed
-    assert check_merge_heads(lambda x: x.transpose(1, 2).contiguous().view(*x.shape[::2], -1))
-
-
-@pytest.mark.parametrize(
-    ("wrong", "hint"),
-    [
-        (lambda x, h: x.view(x.shape[0], h, x.shape[1], -1), "right shape, wrong content"),
-        (lambda x, h: x.view(*x.shape[:2], -1, h).permute(0, 3, 1, 2), "(H, Dh), not (Dh, H)"),
-        (lambda x, h: x.view(*x.shape[:2], h, -1), "swap the T and H axes"),
-        (lambda x, h: x.view(*x.shape[:2], h, -1).transpose(2, 3), "you swapped the wrong axes"),
-    ],
-)
-def test_split_heads_rejects_typical_mistakes(wrong, hint):
-    assert_hint(check_split_heads(wrong), hint)
-
-
-@pytest.mark.parametrize(
-    ("wrong", "hint"),
-    [
-        (lambda x: x.reshape(x.shape[0], x.shape[2], -1), "right shape, wrong content"),
-        (lambda x: x.transpose(1, 2).view(x.shape[0], x.shape[2], -1), "no longer contiguous"),
-        (lambda x: x.permute(0, 2, 3, 1).flatten(2), "flatten (H, Dh) in that order"),
-        (lambda x: x.transpose(1, 2), "then flatten the last two axes"),
-    ],
-)
-def test_merge_heads_rejects_typical_mistakes(wrong, hint):
-    assert_hint(check_merge_heads(wrong), hint)
-
-
-def test_heads_stubs_are_not_done():
-    assert check_split_heads(stub).status == "not done"
-    assert check_merge_heads(stub).status == "not done"
-
-
 # --------------------------------------------------- a whole MultiHeadAttention module
 
 
-class MultiHeadAttention(nn.Module):
-    """A learner's module; `slip` switches on one typical mistake."""
+class MyMultiHeadAttention(nn.Module):
+    """A learner's module, as chapter 2's "Your turn" asks; `slip` switches on one mistake."""
 
     slip = None
 
-    def __init__(self, d_model, num_heads):
+    def __init__(self, *, d_model, num_heads):
         super().__init__()
         self.num_heads, self.head_dim = num_heads, d_model // num_heads
         self.q_proj = nn.Linear(d_model, d_model)
@@ -314,6 +260,12 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
 
     def forward(self, query, key, value, mask=None):
+        if self.slip == "detached":
+            with torch.no_grad():
+                return self.attend(query, key, value, mask)
+        return self.attend(query, key, value, mask)
+
+    def attend(self, query, key, value, mask):
         B, T, D = query.shape
         H, Dh, slip = self.num_heads, self.head_dim, self.slip
         if slip == "self only":
@@ -324,12 +276,14 @@ class MultiHeadAttention(nn.Module):
                 return x.view(B, H, x.shape[1], Dh)
             return x.view(B, x.shape[1], H, Dh).transpose(1, 2)
 
-        q, k, v = split(self.q_proj(query)), split(self.k_proj(key)), split(self.v_proj(value))
+        q = split(self.q_proj(query))
+        k = split(self.k_proj(key))
+        v = split(self.v_proj(key if slip == "value from key" else value))
         scores = q @ k.transpose(-2, -1)
         if slip != "no scale":
             scores = scores / math.sqrt(D if slip == "d_model scale" else Dh)
         if mask is not None and slip != "mask ignored":
-            scores = scores.masked_fill(mask if slip == "mask inverted" else ~mask, -1e9)
+            scores = scores.masked_fill(mask if slip == "mask inverted" else mask == 0, -1e9)
         weights = scores.softmax(dim=-2 if slip == "query axis" else -1)
         heads = weights @ v
         if slip == "merge reshape":
@@ -340,13 +294,53 @@ class MultiHeadAttention(nn.Module):
         return out, weights.mean(dim=1) if slip == "averaged" else weights
 
 
+class EinopsAttention(nn.Module):
+    """Another correct learner: einops for the heads, torch.where for the mask."""
+
+    def __init__(self, *, d_model, num_heads):
+        super().__init__()
+        self.h = num_heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (
+            nn.Linear(d_model, d_model) for _ in range(4)
+        )
+
+    def forward(self, query, key, value, mask=None):
+        q, k, v = (
+            rearrange(proj(x), "b t (h d) -> b h t d", h=self.h)
+            for proj, x in ((self.q_proj, query), (self.k_proj, key), (self.v_proj, value))
+        )
+        scores = torch.einsum("bhtd,bhsd->bhts", q, k) / q.shape[-1] ** 0.5
+        if mask is not None:
+            scores = torch.where(mask, scores, torch.tensor(float("-inf")))
+        weights = scores.softmax(-1)
+        return self.out_proj(rearrange(weights @ v, "b h t d -> b t (h d)")), weights
+
+
 def with_slip(slip):
-    return type("MultiHeadAttention", (MultiHeadAttention,), {"slip": slip})
+    return type("MyMultiHeadAttention", (MyMultiHeadAttention,), {"slip": slip})
 
 
 def test_module_check_accepts_correct_modules():
-    assert check_multi_head_attention_module(MultiHeadAttention).passed
-    assert check_multi_head_attention_module(PackageMultiHeadAttention).passed
+    for cls in (MyMultiHeadAttention, EinopsAttention, PackageMultiHeadAttention):
+        result = check_multi_head_attention_module(cls)
+        assert result.passed, result.message
+    assert "torch.nn.MultiheadAttention" in result.message
+
+
+def test_module_check_references_agree():
+    """The check's two references, ours and PyTorch's nn.MultiheadAttention, agree on its cases."""
+    from tfm_edu.exercises.attention import _module_cases, _run_module, _run_torch_module
+
+    cases = _module_cases()
+    assert any(case.args[1].shape[1] != case.args[0].shape[1] for case in cases)  # S != T
+    assert any(case.args[1] is not case.args[2] for case in cases)  # key != value
+    for case in cases:
+        ours = _run_module(PackageMultiHeadAttention, *case.args, **case.kwargs)
+        theirs = _run_torch_module(*case.args, **case.kwargs)
+        (B, T, _), S, H = case.args[0].shape, case.args[1].shape[1], case.args[3]
+        assert theirs[1].shape == ours[1].shape == (B, H, T, S)
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -360,8 +354,10 @@ def test_module_check_accepts_correct_modules():
         ("mask inverted", "the mask is inverted"),
         ("mask ignored", "the mask is ignored"),
         ("self only", "project the keys and values from the `key` and `value`"),
+        ("value from key", "not self.v_proj(key)"),
         ("no out_proj", "finish with the output projection"),
-        ("averaged", "return one attention map per head"),
+        ("averaged", "return one attention map per head, (B, H, T, S), not their average"),
+        ("detached", "no gradient flows back"),
     ],
 )
 def test_module_check_rejects_typical_mistakes(slip, hint):
@@ -369,20 +365,30 @@ def test_module_check_rejects_typical_mistakes(slip, hint):
 
 
 def test_module_check_not_done_and_missing_projections():
-    class MultiHeadAttention(nn.Module):
-        def __init__(self, d_model, num_heads):
+    class MyMultiHeadAttention(nn.Module):  # the notebook's stub
+        def __init__(self, *, d_model, num_heads):
             super().__init__()
-            self.q_proj = self.k_proj = self.v_proj = self.out_proj = nn.Linear(d_model, d_model)
+            self.num_heads = num_heads
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.k_proj = nn.Linear(d_model, d_model)
+            self.v_proj = nn.Linear(d_model, d_model)
+            self.out_proj = nn.Linear(d_model, d_model)
 
         def forward(self, query, key, value, mask=None):
             raise NotImplementedError
 
-    result = check_multi_head_attention_module(MultiHeadAttention)
+    result = check_multi_head_attention_module(MyMultiHeadAttention)
     assert result.status == "not done"
-    assert "`MultiHeadAttention.forward` still raises NotImplementedError" in result.message
+    assert "`MyMultiHeadAttention.forward` still raises NotImplementedError" in result.message
+
+    class Unbuilt(nn.Module):
+        def __init__(self, *, d_model, num_heads):
+            raise NotImplementedError
+
+    assert check_multi_head_attention_module(Unbuilt).status == "not done"
 
     class Renamed(nn.Module):
-        def __init__(self, d_model, num_heads):
+        def __init__(self, *, d_model, num_heads):
             super().__init__()
             self.w_q = nn.Linear(d_model, d_model)
 
@@ -406,7 +412,6 @@ WRONG_ONES = [
     (check_softmax, softmax_naive),
     (check_scaled_dot_product_attention, attention_no_scale),
     (check_causal_mask, lambda t: np.tril(np.ones((t, t)))),
-    (check_split_heads, lambda x, h: x.view(x.shape[0], h, x.shape[1], -1)),
-    (check_merge_heads, lambda x: x.reshape(x.shape[0], x.shape[2], -1)),
-    (check_multi_head_attention_module, MultiHeadAttention),
+    (check_multi_head_attention_module, with_slip("no scale")),
+    (check_multi_head_attention_module, MyMultiHeadAttention),
 ]

@@ -1,10 +1,10 @@
-"""Checks for chapters 1-2: softmax, scaled dot-product attention, masks, heads, a whole MHA.
+"""Checks for chapters 1-2: softmax, scaled dot-product attention, masks, a whole MHA module.
 
 Each `check_<thing>(fn)` runs the learner's `fn` on a few seeded inputs against the course's
-reference (`tfm_edu.numpy_attention`, and `tfm_edu.attention` for heads and the whole module,
-Vaswani et al., 2017, section 3.2.2) and returns a `CheckResult`; the `Mistake`s below are the
-slips learners really make, each with the hint that fixes it. Chapter 1's checks use NumPy
-only; chapter 2's (heads, `MultiHeadAttention`) import torch when called.
+reference (`tfm_edu.numpy_attention`; for chapter 2's whole module, `tfm_edu.attention` and
+PyTorch's `nn.MultiheadAttention`, Vaswani et al., 2017, section 3.2.2) and returns a
+`CheckResult`; the `Mistake`s below are the slips learners really make, each with the hint that
+fixes it. Chapter 1's checks use NumPy only; chapter 2's imports torch when called.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ __all__ = [
     "check_softmax",
     "check_scaled_dot_product_attention",
     "check_causal_mask",
-    "check_split_heads",
-    "check_merge_heads",
     "check_multi_head_attention_module",
 ]
 
@@ -278,104 +276,36 @@ def check_causal_mask(fn) -> CheckResult:
     return check_function("causal_mask", fn, npa.causal_mask, cases, mistakes)
 
 
-# ------------------------------------------------------------ splitting heads (torch)
-
-
-def _tensors(shapes, seed):
-    """Seeded float32 tensors of the given shapes (NumPy's generator, so every run agrees)."""
-    import torch  # chapter 2 onwards: chapter 1 never pays for importing torch
-
-    rng = np.random.default_rng(seed)
-    return [torch.from_numpy(rng.normal(size=shape).astype(np.float32)) for shape in shapes]
-
-
-def check_split_heads(fn) -> CheckResult:
-    """Check `fn(x, num_heads)`: torch (B, T, D) -> (B, H, T, Dh) with Dh = D / H."""
-    # (B, T, D) and H, with H > 1 and T != H so that wrong layouts cannot coincide.
-    setups = [((2, 5, 12), 3), ((1, 4, 8), 2), ((3, 2, 12), 4), ((2, 6, 8), 4)]
-    tensors = _tensors([shape for shape, _ in setups], seed=3)
-    cases = [Case((x, h)) for x, (_, h) in zip(tensors, setups, strict=True)]
-    mistakes = [
-        Mistake(
-            "right shape, wrong content: x.view(B, H, T, Dh) cuts the memory of (T, D) into H "
-            "blocks of T*Dh numbers, mixing tokens. Split the last axis first, "
-            "x.view(B, T, H, Dh), then swap the T and H axes with .transpose(1, 2).",
-            lambda x, num_heads: x.reshape(x.shape[0], num_heads, x.shape[1], -1),
-        ),
-        Mistake(
-            "head h must own the contiguous slice x[..., h*Dh:(h+1)*Dh]: view the last axis as "
-            "(H, Dh), not (Dh, H), i.e. x.view(B, T, H, Dh).transpose(1, 2).",
-            lambda x, num_heads: x.reshape(*x.shape[:2], -1, num_heads).permute(0, 3, 1, 2),
-        ),
-        Mistake(
-            "after x.view(B, T, H, Dh), swap the T and H axes: .transpose(1, 2) gives "
-            "(B, H, T, Dh).",
-            lambda x, num_heads: x.reshape(*x.shape[:2], num_heads, -1),
-        ),
-        Mistake(
-            "you swapped the wrong axes: after x.view(B, T, H, Dh), .transpose(1, 2) swaps T "
-            "and H to give (B, H, T, Dh).",
-            lambda x, num_heads: x.reshape(*x.shape[:2], num_heads, -1).transpose(2, 3),
-        ),
-    ]
-    from tfm_edu.attention import split_heads
-
-    return check_function("split_heads", fn, split_heads, cases, mistakes)
-
-
-def check_merge_heads(fn) -> CheckResult:
-    """Check `fn(x)`: torch (B, H, T, Dh) -> (B, T, H*Dh), undoing `split_heads`."""
-    shapes = [(2, 3, 5, 4), (1, 2, 4, 3), (3, 4, 2, 3), (2, 2, 6, 5)]  # (B, H, T, Dh), H, T > 1
-    cases = [Case((x,)) for x in _tensors(shapes, seed=4)]
-    mistakes = [
-        Mistake(
-            "right shape, wrong content: reshaping (B, H, T, Dh) straight to (B, T, D) mixes "
-            "tokens. Bring T next to B first: x.transpose(1, 2).reshape(B, T, H * Dh).",
-            lambda x: x.reshape(x.shape[0], x.shape[2], -1),
-        ),
-        Mistake(
-            "after .transpose(1, 2) the tensor is no longer contiguous in memory, so .view "
-            "cannot flatten it: use .reshape(B, T, H * Dh), or .contiguous().view(...).",
-            lambda x: x.transpose(1, 2).view(x.shape[0], x.shape[2], -1),
-        ),
-        Mistake(
-            "head h's Dh values must land in the slice [h*Dh:(h+1)*Dh]: flatten (H, Dh) in that "
-            "order, x.transpose(1, 2).reshape(B, T, H * Dh), not (Dh, H).",
-            lambda x: x.permute(0, 2, 3, 1).reshape(x.shape[0], x.shape[2], -1),
-        ),
-        Mistake(
-            "then flatten the last two axes: x.transpose(1, 2) is (B, T, H, Dh); "
-            ".reshape(B, T, H * Dh) gives (B, T, D).",
-            lambda x: x.transpose(1, 2),
-        ),
-    ]
-    from tfm_edu.attention import merge_heads
-
-    return check_function("merge_heads", fn, merge_heads, cases, mistakes)
-
-
 # --------------------------------------------------- a whole MultiHeadAttention module (torch)
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 _MODULE_SLIPS = {  # slip -> hint, for the mistakes of check_multi_head_attention_module
     "no scale": "divide the scores by sqrt(head_dim), the width of one head (d_k = D / H).",
     "d_model scale": "scale by 1 / sqrt(head_dim), not 1 / sqrt(d_model): each head's dot "
-    "products sum head_dim terms.",
+    "products sum head_dim terms, so their variance grows with head_dim, not with d_model.",
     "split without transpose": "split heads with .view(B, T, H, Dh).transpose(1, 2): "
     ".view(B, H, T, Dh) has the right shape but mixes tokens between heads.",
     "merge without transpose": "merge heads with .transpose(1, 2).reshape(B, T, D): reshaping "
     "(B, H, T, Dh) straight to (B, T, D) has the right shape but mixes tokens.",
     "query axis": "softmax over the keys (dim=-1): each query's weights must sum to 1.",
-    "mask inverted": "the mask is inverted: True means 'may attend', so fill -inf where the "
-    "mask is False: scores.masked_fill(~mask, float('-inf')).",
+    "mask inverted": "the mask is inverted: True means 'may attend' (nn.MultiheadAttention's "
+    "masks mean the opposite), so fill -inf where the mask is False: "
+    "scores.masked_fill(~mask, float('-inf')).",
     "mask ignored": "the mask is ignored: fill the scores with -inf where mask is False, "
     "before the softmax.",
     "self only": "project the keys and values from the `key` and `value` arguments, not from "
-    "`query`: in cross-attention they come from another sequence.",
+    "`query`: in cross-attention they come from another sequence (S tokens, not T).",
+    "value from key": "project the values from the `value` argument: v = self.v_proj(value), "
+    "not self.v_proj(key).",
     "no out_proj": "finish with the output projection: return self.out_proj(merged).",
     "averaged weights": "return one attention map per head, (B, H, T, S), not their average "
-    "(nn.MultiheadAttention averages by default; this course keeps every head).",
+    "(B, T, S) (nn.MultiheadAttention averages by default; this course keeps every head).",
 }
+_GRADIENT_HINT = (
+    "the outputs are right but no gradient flows back through them: inside `forward`, do not "
+    "use torch.no_grad(), .detach(), .data, .item() or NumPy, or the module cannot be trained."
+)
+_GRADIENTS = ("query", "key", "value", *(f"{p}.weight" for p in _PROJECTIONS))
 
 
 def check_multi_head_attention_module(cls) -> CheckResult:
@@ -383,9 +313,19 @@ def check_multi_head_attention_module(cls) -> CheckResult:
     `k_proj`, `v_proj`, `out_proj` (each `nn.Linear(d_model, d_model)`, with bias) and
     `forward(query, key, value, mask=None) -> (out (B, T, D), weights (B, H, T, S))`.
 
-    The check gives those four projections seeded weights, the same as it gives
-    `tfm_edu.attention.MultiHeadAttention`, and compares the outputs in eval mode. Building
-    modules draws from torch's global RNG: the check restores it afterwards.
+    The check gives those four projections seeded weights and compares, in eval mode, the
+    learner's outputs with `tfm_edu.attention.MultiHeadAttention` and with PyTorch's own
+    `nn.MultiheadAttention` given the same weights (packed into its `in_proj_weight`, its mask
+    inverted: True = blocked there, per-head weights with `average_attn_weights=False`), then
+    the gradients with respect to the inputs and the projections' weights. The cases include
+    cross-attention (key and value differ from the query, S != T), a padding and a causal mask.
+    Building modules draws from torch's global RNG: the check restores it afterwards.
+
+    Args:
+        cls: the learner's class (not an instance).
+
+    Returns:
+        A `CheckResult`; this function never raises.
     """
     import torch
 
@@ -402,37 +342,63 @@ def check_multi_head_attention_module(cls) -> CheckResult:
                 "d_model) attributes, to give them the reference's weights; missing or not "
                 f"nn.Linear: {', '.join(missing)}.",
             )
-        rng = np.random.default_rng(6)
-        setups = [  # (B, T, S, D, H, mask); the padding mask, even inverted, blocks no whole row
-            (2, 4, 5, 12, 3, None),
-            (1, 3, 3, 8, 2, None),
-            (2, 3, 5, 8, 4, npa.padding_mask(np.array([3, 4]), 5)[:, None]),  # (B, 1, 1, S)
-            (1, 4, 4, 8, 2, npa.causal_mask(4)),  # (T, S)
-        ]
-        cases = []
-        for B, T, S, D, H, mask in setups:
-            shapes = ((B, T, D), (B, S, D), (B, S, D))
-            query, key, value = (torch.from_numpy(_normal(rng, shape)) for shape in shapes)
-            mask = None if mask is None else torch.from_numpy(mask)
-            cases.append(Case((query, key, value, H), {"mask": mask}))
+        cases = _module_cases()
         mistakes = [
             Mistake(hint, partial(_multi_head_with_slip, slip=slip))
             for slip, hint in _MODULE_SLIPS.items()
         ]
-        return check_function(
+        learner = partial(_run_module, cls)
+        settings = {"atol": 1e-5, "rtol": 1e-4, "output_names": ("out", "weights")}
+        for reference in (partial(_run_module, MultiHeadAttention), _run_torch_module):
+            result = check_function(name, learner, reference, cases, mistakes, **settings)
+            if not result.passed:
+                return result
+        result = check_function(
             name,
-            partial(_run_module, cls),
-            partial(_run_module, MultiHeadAttention),
+            partial(_module_gradients, cls),
+            partial(_module_gradients, MultiHeadAttention),
             cases,
-            mistakes,
-            atol=1e-5,
-            rtol=1e-4,
-            output_names=("out", "weights"),
+            [Mistake(_GRADIENT_HINT, _no_gradients)],
+            atol=1e-4,
+            rtol=1e-3,
+            output_names=tuple(f"gradient for {g}" for g in _GRADIENTS),
+        )
+        if not result.passed:
+            return result
+        return CheckResult(
+            name,
+            "passed",
+            f"✓ {name}: matches tfm_edu's MultiHeadAttention and torch.nn.MultiheadAttention "
+            f"on {len(cases)} test cases\n  (outputs, per-head weights and gradients)",
         )
 
 
 def _normal(rng, shape):
     return rng.normal(size=shape).astype(np.float32)
+
+
+def _module_cases() -> list[Case]:
+    """Seeded (query, key, value, H) cases: self-attention, cross-attention (S != T), masks."""
+    import torch
+
+    rng = np.random.default_rng(6)
+    setups = [  # (B, T, S, D, H, mask, self-attention?, label)
+        (2, 4, 5, 12, 3, None, False, "cross-attention, S != T"),
+        (1, 3, 3, 8, 2, None, True, "self-attention"),
+        # the padding mask, even inverted, blocks no whole row
+        (2, 3, 5, 8, 4, npa.padding_mask(np.array([3, 4]), 5)[:, None], False, "padding mask"),
+        (1, 4, 4, 8, 2, npa.causal_mask(4), True, "causal mask"),
+        (2, 2, 6, 16, 4, None, False, "cross-attention, S > T"),
+    ]
+    cases = []
+    for B, T, S, D, H, mask, self_attention, label in setups:
+        shapes = ((B, T, D), (B, S, D), (B, S, D))
+        query, key, value = (torch.from_numpy(_normal(rng, shape)) for shape in shapes)
+        if self_attention:
+            key = value = query
+        mask = None if mask is None else torch.from_numpy(mask)
+        cases.append(Case((query, key, value, H), {"mask": mask}, label=label))
+    return cases
 
 
 def _missing_projections(cls) -> list[str]:
@@ -460,18 +426,80 @@ def _projection_weights(d_model):
     ]
 
 
-def _run_module(cls, query, key, value, num_heads, mask=None):
-    """Build cls(d_model=D, num_heads=H), load the seeded weights, run it in eval mode."""
+def _build(cls, d_model, num_heads):
+    """cls(d_model=D, num_heads=H) in eval mode, its four projections given the seeded weights."""
     import torch
 
-    module = cls(d_model=query.shape[-1], num_heads=num_heads).eval()
+    module = cls(d_model=d_model, num_heads=num_heads).eval()
     with torch.no_grad():
         for projection, (weight, bias) in zip(
-            _PROJECTIONS, _projection_weights(query.shape[-1]), strict=True
+            _PROJECTIONS, _projection_weights(d_model), strict=True
         ):
             getattr(module, projection).weight.copy_(weight)
             getattr(module, projection).bias.copy_(bias)
+    return module
+
+
+def _run_module(cls, query, key, value, num_heads, mask=None):
+    """Build cls with the seeded weights and run it, without tracking gradients."""
+    import torch
+
+    module = _build(cls, query.shape[-1], num_heads)
+    with torch.no_grad():
         return module(query, key, value, mask=mask)
+
+
+def _run_torch_module(query, key, value, num_heads, mask=None):
+    """PyTorch's `nn.MultiheadAttention` with the same seeded weights and per-head weights."""
+    import torch
+    from torch import nn
+
+    B, T, D = query.shape
+    S = key.shape[1]
+    theirs = nn.MultiheadAttention(D, num_heads, batch_first=True).eval()
+    (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = _projection_weights(D)
+    with torch.no_grad():
+        theirs.in_proj_weight.copy_(torch.cat([w_q, w_k, w_v]))  # (3D, D): q, k, v stacked
+        theirs.in_proj_bias.copy_(torch.cat([b_q, b_k, b_v]))  # (3D,)
+        theirs.out_proj.weight.copy_(w_o)
+        theirs.out_proj.bias.copy_(b_o)
+        blocked = None
+        if mask is not None:  # ours: True = may attend; theirs: True = blocked, (B*H, T, S)
+            blocked = ~mask.expand(B, num_heads, T, S).reshape(B * num_heads, T, S)
+        out, weights = theirs(
+            query, key, value, attn_mask=blocked, need_weights=True, average_attn_weights=False
+        )
+    return out, weights  # (B, T, D), (B, H, T, S)
+
+
+def _module_gradients(cls, query, key, value, num_heads, mask=None):
+    """Gradients of a fixed weighted sum of the output, for the inputs and the projections."""
+    import torch
+
+    module = _build(cls, query.shape[-1], num_heads)
+    inputs = [x.clone().requires_grad_(True) for x in (query, key, value)]
+    if key is query:  # self-attention: one tensor, as the learner would pass it
+        inputs[1] = inputs[2] = inputs[0]
+    params = [getattr(module, p).weight for p in _PROJECTIONS]
+    out = module(*inputs, mask=mask)[0]  # (B, T, D)
+    direction = torch.linspace(-1.0, 1.0, out.numel()).reshape(out.shape)  # (B, T, D)
+    leaves = [inputs[0], inputs[1], inputs[2], *params]
+    if not out.requires_grad:
+        return tuple(torch.zeros_like(x) for x in leaves)
+    grads = torch.autograd.grad((out * direction).sum(), leaves, allow_unused=True)
+    return tuple(
+        torch.zeros_like(x) if g is None else g for x, g in zip(leaves, grads, strict=True)
+    )
+
+
+def _no_gradients(query, key, value, num_heads, mask=None):
+    """What a forward under torch.no_grad() gives the gradient check: zeros everywhere."""
+    import torch
+
+    D = query.shape[-1]
+    return tuple(torch.zeros_like(x) for x in (query, key, value)) + tuple(
+        torch.zeros(D, D) for _ in _PROJECTIONS
+    )
 
 
 def _multi_head_with_slip(query, key, value, num_heads, mask=None, slip=None):
@@ -483,7 +511,8 @@ def _multi_head_with_slip(query, key, value, num_heads, mask=None, slip=None):
     (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = _projection_weights(D)
     if slip == "self only":
         key = value = query
-    q, k, v = query @ w_q.T + b_q, key @ w_k.T + b_k, value @ w_v.T + b_v  # (B, T|S, D)
+    value_source = key if slip == "value from key" else value
+    q, k, v = query @ w_q.T + b_q, key @ w_k.T + b_k, value_source @ w_v.T + b_v  # (B, T|S, D)
 
     def split(x):  # (B, L, D) -> (B, H, L, Dh)
         if slip == "split without transpose":

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": CORE | {"layers", "decode", "data", "models"},
     "viz": {"maps", "positional", "analysis"},
     "pretrained": CORE | {"checkpoints", "models"},
-    "exercises": CORE | {"layers", "decode", "data", "models", "analysis"},
+    "exercises": CORE | {"layers", "decode", "data", "models", "analysis", "train", "reference"},
     "recipes": CORE
     | {"layers", "decode", "data", "models", "analysis", "train", "checkpoints", "pretrained"},
     "teacher": set(),

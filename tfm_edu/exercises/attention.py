@@ -454,18 +454,17 @@ def _run_torch_module(query, key, value, num_heads, mask=None):
     import torch
     from torch import nn
 
+    from tfm_edu.attention import MultiHeadAttention
+    from tfm_edu.reference import copy_attention_to_torch, to_torch_mask
+
     B, T, D = query.shape
     S = key.shape[1]
     theirs = nn.MultiheadAttention(D, num_heads, batch_first=True).eval()
-    (w_q, b_q), (w_k, b_k), (w_v, b_v), (w_o, b_o) = _projection_weights(D)
+    copy_attention_to_torch(_build(MultiHeadAttention, D, num_heads), theirs)
+    blocked = None
+    if mask is not None:  # theirs wants True = blocked, one (T, S) mask per (batch, head)
+        blocked = to_torch_mask(mask.expand(B, num_heads, T, S).reshape(B * num_heads, T, S))
     with torch.no_grad():
-        theirs.in_proj_weight.copy_(torch.cat([w_q, w_k, w_v]))  # (3D, D): q, k, v stacked
-        theirs.in_proj_bias.copy_(torch.cat([b_q, b_k, b_v]))  # (3D,)
-        theirs.out_proj.weight.copy_(w_o)
-        theirs.out_proj.bias.copy_(b_o)
-        blocked = None
-        if mask is not None:  # ours: True = may attend; theirs: True = blocked, (B*H, T, S)
-            blocked = ~mask.expand(B, num_heads, T, S).reshape(B * num_heads, T, S)
         out, weights = theirs(
             query, key, value, attn_mask=blocked, need_weights=True, average_attn_weights=False
         )

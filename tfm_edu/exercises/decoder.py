@@ -16,6 +16,7 @@ from torch import nn
 from tfm_edu import decode
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
 from tfm_edu.layers import DecoderLayer
+from tfm_edu.reference import copy_decoder_layer_to_torch, to_torch_mask
 
 __all__ = ["check_decoder_layer", "check_greedy_decode", "check_beam_step"]
 
@@ -187,29 +188,17 @@ def _run_package_layer(x, memory, self_mask, memory_mask, num_heads, d_ff):
 def _run_torch_layer(x, memory, self_mask, memory_mask, num_heads, d_ff):
     """PyTorch's `nn.TransformerDecoderLayer(norm_first=True)` with the same weights.
 
-    It packs q, k, v into one `in_proj_weight` (3D, D), and its masks mean True = *blocked*.
+    Its masks mean True = *blocked*; its memory padding mask is one (B, S) row per sequence.
     """
     D = x.shape[-1]
-    weights = _reference_weights(D, num_heads, d_ff)
     theirs = nn.TransformerDecoderLayer(
         D, num_heads, dim_feedforward=d_ff, dropout=0.0, batch_first=True, norm_first=True
     ).eval()
-    state = {}
-    for ours, their in (("self_attn", "self_attn"), ("cross_attn", "multihead_attn")):
-        for kind in ("weight", "bias"):
-            packed = [weights[f"{ours}.{p}_proj.{kind}"] for p in "qkv"]
-            state[f"{their}.in_proj_{kind}"] = torch.cat(packed)  # (3D, D) or (3D,)
-            state[f"{their}.out_proj.{kind}"] = weights[f"{ours}.out_proj.{kind}"]
-    for kind in ("weight", "bias"):
-        for i in (1, 2):
-            state[f"linear{i}.{kind}"] = weights[f"feed_forward.linear{i}.{kind}"]
-        for i in (1, 2, 3):
-            state[f"norm{i}.{kind}"] = weights[f"norm{i}.{kind}"]
-    theirs.load_state_dict(state)
-    padding = None if memory_mask is None else ~memory_mask[:, 0, 0, :]  # (B, S), True = pad
+    copy_decoder_layer_to_torch(_reference_layer(D, num_heads, d_ff), theirs)
+    padding = None if memory_mask is None else to_torch_mask(memory_mask[:, 0, 0, :])  # (B, S)
     return _output_and_gradients(
         lambda x, memory: theirs(
-            x, memory, tgt_mask=~self_mask, memory_key_padding_mask=padding
+            x, memory, tgt_mask=to_torch_mask(self_mask), memory_key_padding_mask=padding
         ),  # (B, T, D)
         x,
         memory,

@@ -241,9 +241,14 @@ def _torch_vit(config, images):
     import torch
     from torch import nn
 
+    from tfm_edu.models.vit import ViT
+    from tfm_edu.reference import copy_encoder_layer_to_torch
+
     w = _vit_weights(config)
     p, C, D = config.patch_size, config.in_channels, config.d_model
     with torch.random.fork_rng(devices=[]), torch.no_grad():
+        ours = ViT(config)
+        ours.load_state_dict(w)
         conv = nn.Conv2d(C, D, kernel_size=p, stride=p)
         # our Linear reads each patch flattened as (p1 p2 c); a Conv2d kernel is (c, p1, p2)
         conv.weight.copy_(w["patch_embedding.proj.weight"].view(D, p, p, C).permute(0, 3, 1, 2))
@@ -256,24 +261,7 @@ def _torch_vit(config, images):
                 D, config.num_heads, config.d_ff, dropout=0.0, activation="gelu",
                 batch_first=True, norm_first=True,
             ).eval()  # fmt: skip
-            ours = f"encoder.layers.{i}."
-            attention = layer.self_attn
-            attention.in_proj_weight.copy_(
-                torch.cat([w[f"{ours}self_attn.{q}_proj.weight"] for q in "qkv"])
-            )  # (3D, D)
-            attention.in_proj_bias.copy_(
-                torch.cat([w[f"{ours}self_attn.{q}_proj.bias"] for q in "qkv"])
-            )  # (3D,)
-            for theirs, mine in [
-                ("self_attn.out_proj", "self_attn.out_proj"),
-                ("linear1", "feed_forward.linear1"),
-                ("linear2", "feed_forward.linear2"),
-                ("norm1", "norm1"),
-                ("norm2", "norm2"),
-            ]:
-                module = layer.get_submodule(theirs)
-                module.weight.copy_(w[f"{ours}{mine}.weight"])
-                module.bias.copy_(w[f"{ours}{mine}.bias"])
+            copy_encoder_layer_to_torch(ours.encoder.layers[i], layer)
             x = layer(x)  # (B, P+1, D)
         final = nn.LayerNorm(D)
         final.weight.copy_(w["encoder.final_norm.weight"])

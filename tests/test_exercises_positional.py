@@ -70,6 +70,15 @@ def table_exponent_per_column(n_positions, d_model, base=10000.0):
     return pe
 
 
+def table_loop_doubled_exponent(n_positions, d_model, base=10000.0):
+    pe = np.zeros((n_positions, d_model))
+    for pos in range(n_positions):
+        for i in range(0, d_model, 2):  # i already steps by 2, and is doubled again
+            pe[pos, i] = math.sin(pos / base ** (2 * i / d_model))
+            pe[pos, i + 1] = math.cos(pos / base ** (2 * (i + 1) / d_model))
+    return pe
+
+
 def test_sinusoidal_accepts_correct_code():
     assert check_sinusoidal_encoding(table).passed
     assert check_sinusoidal_encoding(positional.sinusoidal_encoding).passed
@@ -84,7 +93,8 @@ def test_sinusoidal_accepts_correct_code():
         (lambda n, d, base=1e4: table(n, d, base, sin=np.cos, cos=np.sin), "sin and cos are swap"),
         (table_halves, "That is a valid variant"),
         (lambda n, d, base=1e4: table(n, d, base, np.arange(d // 2) / d), "counts the (sin, cos)"),
-        (table_exponent_per_column, "each (sin, cos) pair shares one frequency"),
+        (table_exponent_per_column, "uses the column index j"),
+        (table_loop_doubled_exponent, "doubles the column index"),
         (lambda n, d, base=1e4: table(n, d, base, -np.arange(0, d, 2) / d), "exponent is negati"),
         (lambda n, d, base=1e4: table(n, d), "use the `base` argument"),
         (lambda n, d, base=1e4: table(n, d, base, first=1), "positions start at 0"),
@@ -99,6 +109,16 @@ def test_sinusoidal_wants_numpy_and_stub_is_not_done():
     result = check_sinusoidal_encoding(lambda n, d, base=1e4: torch.from_numpy(table(n, d, base)))
     assert "expected a NumPy array, got a torch.Tensor" in result.message
     assert check_sinusoidal_encoding(stub).status == "not done"
+
+
+def test_verdicts_use_the_learners_name():
+    def my_sinusoidal_encoding(n_positions, d_model, base=10000.0):
+        return table(n_positions, d_model, base)
+
+    assert check_sinusoidal_encoding(my_sinusoidal_encoding).message.startswith(
+        "✓ my_sinusoidal_encoding"
+    )
+    assert check_apply_rotary(rotate).message.startswith("✓ rotate")
 
 
 # ------------------------------------------------------------------ applying RoPE

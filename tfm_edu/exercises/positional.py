@@ -48,8 +48,9 @@ def check_sinusoidal_encoding(fn) -> CheckResult:
         ),
         Mistake(
             "your table puts all the sines first and all the cosines after, [sin | cos]. That is "
-            "a valid variant (some libraries use it; the model does not care), but the paper and "
-            "this course interleave them: PE[:, 0::2] = sin, PE[:, 1::2] = cos.",
+            "a valid variant (some libraries use it), but the paper and this course interleave "
+            "them: PE[:, 0::2] = sin, PE[:, 1::2] = cos. Mixing the two layouts is a silent bug: "
+            "weights trained on one read the wrong columns of the other.",
             lambda n, d, base=10000.0: _table(n, d, base, layout="halves"),
         ),
         Mistake(
@@ -58,9 +59,17 @@ def check_sinusoidal_encoding(fn) -> CheckResult:
             lambda n, d, base=10000.0: _table(n, d, base, exponents=np.arange(d // 2) / d),
         ),
         Mistake(
-            "each (sin, cos) pair shares one frequency: column 2i+1 uses the same exponent "
-            "2i / d_model as column 2i, not (2i+1) / d_model.",
+            "the exponent uses the column index j (j / d_model) where it needs the pair's 2i / "
+            "d_model: each (sin, cos) pair shares one frequency, so column 2i+1 uses the same "
+            "exponent 2i / d_model as column 2i, not (2i+1) / d_model.",
             _table_exponent_per_column,
+        ),
+        Mistake(
+            "the exponent is 2i / d_model with i the *pair* (i = j // 2 for column j); yours "
+            "doubles the column index (2j / d_model), so the frequencies fall twice as fast and "
+            "the sine and cosine of a pair no longer share one. Loop over pairs, or use "
+            "np.arange(0, d_model, 2) / d_model.",
+            partial(_table_exponent_per_column, scale=2),
         ),
         Mistake(
             "divide the position by base^(2i/d_model): the exponent is negative, so the "
@@ -82,7 +91,7 @@ def check_sinusoidal_encoding(fn) -> CheckResult:
         ),
     ]
     return check_function(
-        "sinusoidal_encoding",
+        _name(fn, "sinusoidal_encoding"),
         fn,
         positional.sinusoidal_encoding,
         cases,
@@ -111,8 +120,9 @@ def _summed_table(n, d, base=10000.0, exponent="pair"):
     return np.sin(angles) + np.cos(angles)  # (N, D)
 
 
-def _table_exponent_per_column(n, d, base=10000.0):
-    angles = np.arange(n)[:, None] / base ** (np.arange(d) / d)  # (N, D)
+def _table_exponent_per_column(n, d, base=10000.0, scale=1):
+    """sin / cos by column parity, each column j at exponent scale * j / d (right: 2 * (j // 2))."""
+    angles = np.arange(n)[:, None] / base ** (scale * np.arange(d) / d)  # (N, D)
     table = np.sin(angles)
     table[:, 1::2] = np.cos(angles[:, 1::2])
     return table  # (N, D)
@@ -166,7 +176,13 @@ def check_apply_rotary(fn) -> CheckResult:
             _rotary_tiled_angles,
         ),
     ]
-    return check_function("apply_rotary", fn, positional.apply_rotary, cases, mistakes)
+    return check_function(_name(fn, "apply_rotary"), fn, positional.apply_rotary, cases, mistakes)
+
+
+def _name(fn, default: str) -> str:
+    """The learner's name for the function (e.g. `my_apply_rotary`), for the verdict."""
+    name = getattr(fn, "__name__", "")
+    return name if name.isidentifier() else default
 
 
 def _rotary_halves(x, angles):

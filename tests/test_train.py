@@ -121,7 +121,7 @@ def test_plots_of_history_and_schedule_run_headless():
     with pytest.raises(ValueError, match="steps must be"):
         plot_schedule(warmup_schedule(10, 100), 0)
     fig = plot_per_layer({"post-LN": [1.0, 2.0, 3.0], "pre-LN": [1.0, 1.0, 1.0]}, ylabel="norm")
-    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[1, 2, 3]] * 2
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[0, 1, 2]] * 2
     with pytest.raises(ValueError, match="one value per layer"):
         plot_per_layer({}, ylabel="norm")
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
 from tfm_edu.layers import EncoderLayer
+from tfm_edu.reference import copy_encoder_layer_to_torch, to_torch_mask
 
 __all__ = ["check_encoder_layer"]
 
@@ -163,19 +164,10 @@ def _run_torch(x, mask=None, *, num_heads, d_ff, norm_first, seed):
         D, num_heads, d_ff, dropout=_DROPOUT, activation="relu", batch_first=True,
         norm_first=norm_first,
     )  # fmt: skip
-    with torch.no_grad():
-        attention = ours.self_attn
-        projections = (attention.q_proj, attention.k_proj, attention.v_proj)
-        theirs.self_attn.in_proj_weight.copy_(torch.cat([p.weight for p in projections]))  # (3D, D)
-        theirs.self_attn.in_proj_bias.copy_(torch.cat([p.bias for p in projections]))  # (3D,)
-        theirs.self_attn.out_proj.load_state_dict(attention.out_proj.state_dict())
-        theirs.linear1.load_state_dict(ours.feed_forward.linear1.state_dict())
-        theirs.linear2.load_state_dict(ours.feed_forward.linear2.state_dict())
-        theirs.norm1.load_state_dict(ours.norm1.state_dict())
-        theirs.norm2.load_state_dict(ours.norm2.state_dict())
+    copy_encoder_layer_to_torch(ours, theirs)
     theirs.eval()
     x = x.clone().requires_grad_(True)  # (B, T, D); needing gradients keeps nn off its fast path
-    blocked = None if mask is None else ~mask[:, 0, 0, :]  # (B, T) True = padding
+    blocked = None if mask is None else to_torch_mask(mask[:, 0, 0, :])  # (B, T) True = pad
     out = theirs(x, src_key_padding_mask=blocked)  # (B, T, D)
     return _output_and_gradient(x, out, seed)
 

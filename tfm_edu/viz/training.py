@@ -139,22 +139,22 @@ def plot_per_layer(
     """One value per layer for each setting, e.g. gradient norms of post-LN vs pre-LN at init.
 
     Args:
-        series: {setting name: L values, layer 1 first}.
+        series: {setting name: L values, layer 0 (next to the input) first}.
         ylabel: what the values are.
         title: the axes' title.
         log: logarithmic y axis.
 
     Returns:
-        A matplotlib Figure with layers 1..L on the x axis.
+        A matplotlib Figure with layers 0..L-1 on the x axis (0-based, like every label).
     """
     if not series or any(len(values) == 0 for values in series.values()):
         raise ValueError("series must be a non-empty dict {name: one value per layer}")
     fig = common.new_matplotlib_figure(5.5, 3.2)
     ax = fig.add_subplot()
     for (name, values), color in zip(series.items(), _colors(len(series)), strict=True):
-        layers = np.arange(1, len(values) + 1)
+        layers = np.arange(len(values))  # (L,)
         ax.plot(layers, np.asarray(values, dtype=float), marker="o", color=color, label=name)
-    ax.set(xlabel="layer (1 = next to the input)", ylabel=ylabel, title=title or "")
+    ax.set(xlabel="layer (0 = next to the input)", ylabel=ylabel, title=title or "")
     if log:
         ax.set_yscale("log")
     else:

@@ -260,3 +260,58 @@ def test_split_heads_is_not_a_plain_view_and_names_bad_shapes():
         merge_heads(torch.ones(3, 4))
     with pytest.raises(ValueError, match="must divide D=4"):
         npa.split_heads(x.numpy(), 3)
+
+
+def test_masked_gradients_match_nn_multihead_attention():
+    torch.manual_seed(6)
+    B, T, D, H = 2, 5, 8, 2
+    ours = MultiHeadAttention(d_model=D, num_heads=H).to(torch.float64)
+    theirs = nn.MultiheadAttention(D, H, batch_first=True).to(torch.float64)
+    copy_attention_to_torch(ours, theirs)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    mask = torch.ones(T, T, dtype=torch.bool).tril()  # (T, S) causal
+    mask = mask & (torch.arange(T) < torch.tensor([3, 5])[:, None])[:, None, None, :]  # padding
+    x_ours, x_theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, weights = ours(x_ours, x_ours, x_ours, mask)
+    (out.square().sum() + weights.square().sum()).backward()
+    # nn.MHA's attn_mask per head: (B*H, T, S), True = blocked
+    blocked = to_torch_mask(mask.expand(B, H, T, T).reshape(B * H, T, T))
+    ref_out, ref_weights = theirs(
+        x_theirs, x_theirs, x_theirs, attn_mask=blocked, average_attn_weights=False
+    )
+    (ref_out.square().sum() + ref_weights.square().sum()).backward()
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(x_ours.grad, x_theirs.grad)
+    q_grad = theirs.in_proj_weight.grad[:D]  # the q rows of nn.MHA's packed (3D, D) weight
+    torch.testing.assert_close(ours.q_proj.weight.grad, q_grad)
+
+
+def test_fully_masked_rows_give_finite_gradients():
+    torch.manual_seed(7)
+    module = MultiHeadAttention(d_model=8, num_heads=2)
+    x = torch.randn(1, 3, 8, requires_grad=True)
+    mask = torch.tensor([[True, False, False], [False, False, False], [True, True, True]])
+    out, weights = module(x, x, x, mask)
+    (out.sum() + weights.sum()).backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in module.parameters())
+
+
+def test_heads_reach_the_matmuls_in_head_major_layout_without_a_transposing_copy():
+    """The explicit path copies q, k and v once each into (B, H, L, Dh) and merges once: no
+    copy of k^T (B, H, Dh, S), which is what `matmul` makes from a transposed strided view."""
+    from torch.profiler import profile
+
+    B, T, D, H = 2, 6, 8, 2  # T != Dh, so (B, H, T, Dh) and (B, H, Dh, T) differ
+    module = MultiHeadAttention(d_model=D, num_heads=H, bias=False).eval()
+    x = torch.randn(B, T, D)
+    with torch.no_grad(), profile(record_shapes=True) as prof:
+        module(x, x, x)
+    copies = [
+        tuple(e.input_shapes[0])
+        for e in prof.events()
+        if e.name == "aten::copy_" and e.input_shapes and len(e.input_shapes[0]) == 4
+    ]
+    assert sorted(copies) == sorted([(B, H, T, D // H)] * 3 + [(B, T, H, D // H)])
+    softmax_inputs = [e.input_shapes[0] for e in prof.events() if e.name == "aten::_softmax"]
+    assert softmax_inputs == [[B, H, T, T]]

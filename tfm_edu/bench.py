@@ -1,8 +1,23 @@
 """Speed, measured honestly: `python -m tfm_edu.bench <benchmark>`.
 
 Each benchmark times our implementation and its reference *in the same run*, interleaving them
-round by round (so a busy machine slows both alike), and prints medians and ratios. Absolute
-times depend on the machine; the ratios are what the course quotes. Tests never time anything.
+round by round (so a busy machine slows both alike), and reports, for each pair, the median of
+the round-by-round ratios with its quartiles. Absolute times depend on the machine; the ratios
+are what the course quotes. Tests never time anything.
+
+The method, and why:
+- warm-up rounds first (allocations, caches, lazy initialisation), untimed;
+- interleaved rounds, each in a fresh (seeded) random order, so no candidate always runs first
+  or right after the same neighbour, which may leave the caches cold or warm for it;
+- each sample is several calls long (about 10 ms), so the clock's resolution and one-off
+  hiccups do not dominate;
+- the median of the ratios of one round's samples, not the ratio of two medians: a burst of load
+  from another program hits both samples of a round, and the median ignores rounds it spoils;
+- one CPU thread by default (restored afterwards): on cores shared with other programs, a second
+  thread mostly measures who else is running; NumPy's BLAS gets the same limit;
+- on one CPU thread, the clock is that thread's CPU time (`time.thread_time`): the time spent
+  waiting while another program holds the core does not count, only the work. (With more threads,
+  or on a GPU, the clock is the wall clock.)
 
     python -m tfm_edu.bench attention      # NumPy vs ours vs nn.MultiheadAttention vs SDPA
     python -m tfm_edu.bench bert           # MiniLM, batch of 64: explicit softmax vs fused SDPA
@@ -11,10 +26,13 @@ times depend on the machine; the ratios are what the course quotes. Tests never 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -25,21 +43,32 @@ from torch import nn
 __all__ = [
     "Timing",
     "compare",
+    "paired_ratio",
+    "benchmark_threads",
+    "benchmark_clock",
     "format_table",
     "attention_sizes",
+    "attention_rows",
     "bench_attention",
     "bench_bert",
     "main",
 ]
 
+SAMPLE_SECONDS = 0.01  # aim for samples of about this length (several calls of a fast candidate)
+
 
 @dataclass(frozen=True)
 class Timing:
-    """Median seconds of one implementation over `repeats` interleaved rounds."""
+    """Median seconds per call of one implementation over `repeats` interleaved rounds.
+
+    `samples` holds the seconds per call of each round, in round order, so that two timings
+    from one `compare` can be paired round by round (`paired_ratio`).
+    """
 
     name: str
     median: float
     repeats: int
+    samples: tuple[float, ...] = ()
 
 
 def compare(
@@ -47,29 +76,106 @@ def compare(
     repeats: int = 20,
     warmup: int = 3,
     synchronize: Callable[[], None] | None = None,
+    number: int | None = 1,
+    clock: Callable[[], float] = time.perf_counter,
+    shuffle: bool = False,
 ) -> dict[str, Timing]:
     """Time each zero-argument callable, interleaved round by round; return median timings.
 
     Args:
         candidates: name -> callable doing one unit of work.
-        repeats: timed rounds (each candidate runs once per round).
+        repeats: timed rounds (each candidate is sampled once per round).
         warmup: untimed rounds first (allocations, caches, lazy initialisation).
         synchronize: called after each run (e.g. `torch.cuda.synchronize` on a GPU, where
             kernels run asynchronously and would otherwise look free).
+        number: calls per sample; None picks it so the slowest candidate's sample lasts about
+            `SAMPLE_SECONDS` (at least one call).
+        clock: seconds now; the wall clock by default. `time.thread_time` (this thread's CPU
+            time) is steadier on a shared machine, but counts only work done in this thread:
+            use it with one thread (`benchmark_threads(1)`) and never on a GPU.
+        shuffle: run each round in a fresh random order (seeded, so runs repeat) instead of
+            the order of `candidates`, so that no candidate always runs first or always right
+            after the same neighbour (which may have left the caches cold or warm for it).
+
+    Returns:
+        name -> Timing, whose `median` and `samples` are seconds per call.
     """
     sync = synchronize or (lambda: None)
+    names = list(candidates)
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
             sync()
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    if number is None:
+        slowest = max(_seconds(candidates[name], 1, sync, clock) for name in names)
+        number = max(1, math.ceil(SAMPLE_SECONDS / max(slowest, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    order, rng = list(names), random.Random(0)
     for _ in range(repeats):
-        for name, fn in candidates.items():
-            start = time.perf_counter()
-            fn()
-            sync()
-            samples[name].append(time.perf_counter() - start)
-    return {name: Timing(name, statistics.median(s), repeats) for name, s in samples.items()}
+        if shuffle:
+            rng.shuffle(order)
+        for name in order:
+            samples[name].append(_seconds(candidates[name], number, sync, clock))
+    return {
+        name: Timing(name, statistics.median(s), repeats, tuple(s)) for name, s in samples.items()
+    }
+
+
+def _seconds(
+    fn: Callable[[], object], number: int, sync: Callable[[], None], clock: Callable[[], float]
+) -> float:
+    start = clock()
+    for _ in range(number):
+        fn()
+    sync()
+    return (clock() - start) / number
+
+
+def benchmark_clock(device: torch.device, threads: int | None) -> Callable[[], float]:
+    """This thread's CPU time when timing one CPU thread, else the wall clock."""
+    one_thread = threads == 1 or (threads is None and torch.get_num_threads() == 1)
+    return time.thread_time if device.type == "cpu" and one_thread else time.perf_counter
+
+
+def paired_ratio(a: Timing, b: Timing) -> tuple[float, float, float]:
+    """Median and quartiles of a's time over b's, round by round: (median, q1, q3).
+
+    Both timings must come from the same `compare` call, so that round i of one ran next to
+    round i of the other.
+    """
+    if len(a.samples) != len(b.samples) or not a.samples:
+        raise ValueError(
+            f"{a.name} and {b.name} must come from one compare() call "
+            f"(got {len(a.samples)} and {len(b.samples)} samples)"
+        )
+    ratios = [x / y for x, y in zip(a.samples, b.samples, strict=True)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    q1, median, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return median, q1, q3
+
+
+@contextlib.contextmanager
+def benchmark_threads(count: int | None) -> Iterator[None]:
+    """Run the block with `count` CPU threads for PyTorch and NumPy's BLAS, then restore both.
+
+    None leaves both as they are. (NumPy's BLAS is limited through `threadpoolctl` where it is
+    installed; it comes with scikit-learn.)
+    """
+    if count is None:
+        yield
+        return
+    from tfm_edu.device import cpu_threads
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(cpu_threads(count))
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            pass
+        else:
+            stack.enter_context(threadpool_limits(limits=count, user_api="blas"))
+        yield
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
@@ -85,64 +191,88 @@ def attention_sizes(quick: bool = False) -> list[tuple[int, int, int, int]]:
     """(B, T, D, H) shapes for the attention benchmark."""
     if quick:
         return [(2, 32, 64, 4), (2, 128, 128, 4)]
-    return [(8, 64, 128, 4), (8, 128, 256, 8), (4, 256, 256, 8), (2, 512, 512, 8)]
+    return [(8, 64, 128, 4), (2, 128, 128, 4), (8, 128, 256, 8), (4, 256, 256, 8), (2, 512, 512, 8)]
 
 
 @torch.no_grad()
 def attention_rows(
-    sizes: list[tuple[int, int, int, int]], repeats: int, device: torch.device
+    sizes: list[tuple[int, int, int, int]],
+    repeats: int,
+    device: torch.device,
+    threads: int | None = 1,
+    causal: bool = False,
 ) -> list[dict[str, str]]:
-    """Time self-attention forward passes of each implementation; one table row per size."""
+    """Time self-attention forward passes of each implementation; one table row per size.
+
+    Args:
+        sizes: (B, T, D, H) shapes.
+        repeats: interleaved rounds per size.
+        device: where the torch modules and inputs live (NumPy always runs on the CPU).
+        threads: CPU threads for torch and NumPy while timing (restored after); None leaves the
+            current setting.
+        causal: pass a causal mask to every implementation (default: no mask).
+
+    Returns:
+        One dict per size: times in ms, and the ratios as the median of round-by-round ratios
+        ("ours/nn.MHA q1-q3" gives that ratio's quartiles), except numpy/ours: NumPy is timed
+        in rounds of its own, and that ratio divides the two medians.
+    """
+    with benchmark_threads(threads if device.type == "cpu" else None):
+        return [_attention_row(size, repeats, device, causal) for size in sizes]
+
+
+def _attention_row(
+    size: tuple[int, int, int, int], repeats: int, device: torch.device, causal: bool
+) -> dict[str, str]:
     from tfm_edu import numpy_attention as npa
     from tfm_edu.attention import MultiHeadAttention
-    from tfm_edu.reference import copy_attention_to_torch
+    from tfm_edu.reference import copy_attention_to_torch, to_torch_mask
 
+    B, T, D, H = size
+    ours = MultiHeadAttention(d_model=D, num_heads=H, bias=False).to(device).eval()
+    ours_fused = MultiHeadAttention(d_model=D, num_heads=H, bias=False, fused=True)
+    ours_fused = ours_fused.to(device).eval()
+    ours_fused.load_state_dict(ours.state_dict())
+    theirs = nn.MultiheadAttention(D, H, bias=False, batch_first=True).to(device).eval()
+    copy_attention_to_torch(ours, theirs)
+    x = torch.randn(B, T, D, device=device)  # (B, T, D)
+    mask = torch.ones(T, T, dtype=torch.bool, device=device).tril() if causal else None  # (T, T)
+    blocked = None if mask is None else to_torch_mask(mask)  # (T, T) nn.MHA's: True = blocked
+    candidates = {
+        "ours": partial(ours, x, x, x, mask),
+        "torch": partial(
+            theirs, x, x, x, attn_mask=blocked, need_weights=True, average_attn_weights=False
+        ),
+        "ours_fused": partial(ours_fused, x, x, x, mask, return_attention=False),
+        "torch_fused": partial(theirs, x, x, x, attn_mask=blocked, need_weights=False),
+    }
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    rows = []
-    for B, T, D, H in sizes:
-        ours = MultiHeadAttention(d_model=D, num_heads=H, bias=False).to(device).eval()
-        ours_fused = MultiHeadAttention(d_model=D, num_heads=H, bias=False, fused=True)
-        ours_fused = ours_fused.to(device).eval()
-        ours_fused.load_state_dict(ours.state_dict())
-        theirs = nn.MultiheadAttention(D, H, bias=False, batch_first=True).to(device).eval()
-        copy_attention_to_torch(ours, theirs)
-        x = torch.randn(B, T, D, device=device)  # (B, T, D)
-        x_np = x.cpu().numpy()
-        w = [
-            p.weight.T.cpu().numpy() for p in (ours.q_proj, ours.k_proj, ours.v_proj, ours.out_proj)
-        ]
-        t = compare(
-            {
-                "ours": partial(ours, x, x, x),
-                "torch": partial(theirs, x, x, x, need_weights=True, average_attn_weights=False),
-                "ours_fused": partial(ours_fused, x, x, x, return_attention=False),
-                "torch_fused": partial(theirs, x, x, x, need_weights=False),
-            },
-            repeats=repeats,
-            synchronize=sync,
-        )
-        if device.type == "cpu":
-            # Timed apart: NumPy's BLAS threads keep spinning after a call and would slow the
-            # torch calls interleaved with them (and vice versa).
-            numpy_mha = partial(npa.multi_head_attention, x_np, x_np, *w, H)
-            t |= compare({"numpy": numpy_mha}, repeats=repeats)
-        ms = {k: f"{v.median * 1e3:.2f}" for k, v in t.items()}
-        rows.append(
-            {
-                "B,T,D,H": f"{B},{T},{D},{H}",
-                "numpy ms": ms.get("numpy", "-"),
-                "ours ms": ms["ours"],
-                "nn.MHA ms": ms["torch"],
-                "ours/nn.MHA": f"{t['ours'].median / t['torch'].median:.2f}x",
-                "numpy/ours": (
-                    f"{t['numpy'].median / t['ours'].median:.2f}x" if "numpy" in t else "-"
-                ),
-                "fused: ours ms": ms["ours_fused"],
-                "fused: nn.MHA ms": ms["torch_fused"],
-                "fused ratio": f"{t['ours_fused'].median / t['torch_fused'].median:.2f}x",
-            }
-        )
-    return rows
+    clock = benchmark_clock(device, torch.get_num_threads() if device.type == "cpu" else None)
+    t = compare(
+        candidates, repeats=repeats, synchronize=sync, number=None, clock=clock, shuffle=True
+    )
+    if device.type == "cpu":
+        # In rounds of its own: NumPy's large temporaries make the allocator hand fresh memory
+        # pages (page faults, several ms) to whichever torch candidate runs next.
+        x_np = x.numpy()
+        w = [p.weight.T.numpy() for p in (ours.q_proj, ours.k_proj, ours.v_proj, ours.out_proj)]
+        mask_np = None if mask is None else mask.numpy()
+        numpy_mha = partial(npa.multi_head_attention, x_np, x_np, *w, H, mask_np)
+        t |= compare({"numpy": numpy_mha}, repeats=repeats, number=None, clock=clock)
+    ms = {k: f"{v.median * 1e3:.2f}" for k, v in t.items()}
+    ratio, q1, q3 = paired_ratio(t["ours"], t["torch"])
+    return {
+        "B,T,D,H": f"{B},{T},{D},{H}",
+        "numpy ms": ms.get("numpy", "-"),
+        "ours ms": ms["ours"],
+        "nn.MHA ms": ms["torch"],
+        "ours/nn.MHA": f"{ratio:.2f}x",
+        "ours/nn.MHA q1-q3": f"{q1:.2f}-{q3:.2f}",
+        "numpy/ours": f"{t['numpy'].median / t['ours'].median:.2f}x" if "numpy" in t else "-",
+        "fused: ours ms": ms["ours_fused"],
+        "fused: nn.MHA ms": ms["torch_fused"],
+        "fused ratio": f"{paired_ratio(t['ours_fused'], t['torch_fused'])[0]:.2f}x",
+    }
 
 
 def bench_attention(argv: list[str] | None = None) -> list[dict[str, str]]:
@@ -151,21 +281,38 @@ def bench_attention(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="two small sizes (for notebooks)")
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
+    )
+    parser.add_argument("--causal", action="store_true", help="with a causal mask")
     args = parser.parse_args(argv or [])
-    from tfm_edu.device import describe, pick
+    from tfm_edu.device import pick
 
     device = pick(args.device)
+    threads = args.threads or None
     torch.manual_seed(0)
-    rows = attention_rows(attention_sizes(args.quick), args.repeats, device)
+    rows = attention_rows(attention_sizes(args.quick), args.repeats, device, threads, args.causal)
+    where = _where(device, threads)
     print(
-        f"Multi-head self-attention forward, float32, {describe(device)}, torch {torch.__version__}"
+        f"Multi-head self-attention forward{' with a causal mask' if args.causal else ''}, "
+        f"float32, {where}, torch {torch.__version__}"
     )
-    print(f"median of {args.repeats} interleaved rounds; ratio < 1 means ours is faster\n")
+    print(
+        f"{args.repeats} interleaved rounds (order shuffled, after warm-up), "
+        f"{_clock_name(device, threads)}; times are medians, ratios the median of round-by-round "
+        "ratios; "
+        "ratio < 1 means ours is faster\n"
+    )
     print(format_table(rows))
+    worst = max(float(r["ours/nn.MHA"].rstrip("x")) for r in rows)
     print(
         "\nours/nn.MHA: both return per-head weights "
-        "(need_weights=True, average_attn_weights=False)."
+        "(need_weights=True, average_attn_weights=False); q1-q3 are its quartiles."
         "\nfused: no weights; ours calls F.scaled_dot_product_attention, nn.MHA its fast path."
+        "\nnumpy/ours: NumPy runs in rounds of its own (its large temporaries would slow whatever "
+        "runs next), so it is a ratio of medians."
+        f"\nslowest size: ours takes {worst:.2f}x nn.MHA's time "
+        f"({'within' if worst <= 1.1 else 'outside'} 1.1x)"
     )
     return rows
 
@@ -178,14 +325,18 @@ def bench_bert(argv: list[str] | None = None) -> list[dict[str, str]]:
     parser.add_argument("--seq-len", type=int, default=128, help="padded length T")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
+    )
     args = parser.parse_args(argv or [])
     import copy
 
     from tfm_edu.attention import set_fused
-    from tfm_edu.device import describe, pick
+    from tfm_edu.device import pick
     from tfm_edu.pretrained import load_minilm
 
     device = pick(args.device)
+    threads = args.threads or None
     explicit, tokenizer = load_minilm(device)
     fused = set_fused(copy.deepcopy(explicit), True)
     B, T = args.batch_size, args.seq_len
@@ -197,7 +348,8 @@ def bench_bert(argv: list[str] | None = None) -> list[dict[str, str]]:
     ids[:, 0] = tokenizer.cls_id
     mask = mask.to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    with torch.inference_mode():
+    threads_used = benchmark_threads(threads if device.type == "cpu" else None)
+    with torch.inference_mode(), threads_used:
         difference = (
             (explicit(ids, mask).last_hidden_state - fused(ids, mask).last_hidden_state)[mask]
             .abs()
@@ -212,28 +364,50 @@ def bench_bert(argv: list[str] | None = None) -> list[dict[str, str]]:
             repeats=args.repeats,
             warmup=1,
             synchronize=sync,
+            clock=benchmark_clock(device, threads),
+            shuffle=True,
         )
+    ratio = paired_ratio(t["explicit"], t["fused"])[0]
     rows = [
         {
             "attention path": name,
             "ms / batch": f"{t[name].median * 1e3:.1f}",
             "sentences / s": f"{B / t[name].median:.1f}",
-            "time / fused": f"{t[name].median / t['fused'].median:.2f}x",
+            "time / fused": f"{ratio if name == 'explicit' else 1.0:.2f}x",
         }
         for name in ("explicit", "fused")
     ]
     print(
         f"all-MiniLM-L6-v2 forward (6 layers, 12 heads, D=384), batch {B} x {T} tokens padded "
-        f"(real lengths {T // 4}-{T}), float32, {describe(device)}, torch {torch.__version__}"
+        f"(real lengths {T // 4}-{T}), float32, {_where(device, threads)}, "
+        f"torch {torch.__version__}"
     )
-    print(f"median of {args.repeats} interleaved rounds\n")
+    print(
+        f"{args.repeats} interleaved rounds after warm-up, {_clock_name(device, threads)}; "
+        "times are medians, the ratio the median of round-by-round ratios\n"
+    )
     print(format_table(rows))
     print(
-        f"\nexplicit / fused = {t['explicit'].median / t['fused'].median:.2f}: explicit computes "
+        f"\nexplicit / fused = {ratio:.2f}: explicit computes "
         "and keeps every (B, H, T, T) weight map; fused never materialises them."
         f"\nlargest difference in the outputs' real tokens: {difference:.1e}"
     )
     return rows
+
+
+def _where(device: torch.device, threads: int | None) -> str:
+    from tfm_edu.device import describe
+
+    if device.type != "cpu":
+        return describe(device)
+    count = threads or torch.get_num_threads()
+    return f"cpu ({count} thread{'s' if count > 1 else ''})"
+
+
+def _clock_name(device: torch.device, threads: int | None) -> str:
+    if benchmark_clock(device, threads) is time.thread_time:
+        return "CPU time of the timing thread"
+    return "wall-clock time"
 
 
 # name -> (the benchmark, taking the remaining argv; what it measures)

@@ -112,3 +112,88 @@ def test_norm_weighted_maps_match_a_slot_by_slot_computation(tiny):
     expected = weights * norms[:, None, :]
     expected /= expected.sum(-1, keepdims=True)
     np.testing.assert_allclose(maps.attentions[0], expected, atol=1e-5)
+
+
+def test_exclude_special_rescales_the_ordinary_tokens(tiny):
+    model, tokenizer = tiny
+    raw = attention_to("the movie was not bad .", "not", model, tokenizer)
+    kept = attention_to("the movie was not bad .", "not", model, tokenizer, exclude_special=True)
+    special = [i for i, t in enumerate(raw.tokens) if t in ("[CLS]", "[SEP]")]
+    assert special == [0, len(raw.tokens) - 1]
+    np.testing.assert_allclose(kept.weights[..., special], 0.0)
+    np.testing.assert_allclose(kept.weights.sum(-1), 1.0, atol=1e-6)
+    ordinary = raw.weights[..., 1:-1]  # (L, H, T - 2)
+    np.testing.assert_allclose(
+        kept.weights[..., 1:-1], ordinary / ordinary.sum(-1, keepdims=True), rtol=1e-5
+    )
+    tops = {kept.top(l, h)[0] for l in range(2) for h in range(4)}
+    assert not tops & {"[CLS]", "[SEP]"}
+    assert "left out" in repr(kept) and "left out" not in repr(raw)
+
+
+def test_without_special_on_hand_made_rows():
+    from tfm_edu.analysis.probes import without_special
+
+    rows = np.array([[0.5, 0.2, 0.2, 0.1], [0.0, 0.3, 0.1, 0.6]])  # (2, T=4)
+    out = without_special(rows, ["[CLS]", "a", "b", "[SEP]"])
+    np.testing.assert_allclose(out, [[0, 0.5, 0.5, 0], [0, 0.75, 0.25, 0]])
+    with pytest.raises(ValueError, match="no tokens left"):
+        without_special(rows[:, [0, 3]], ["[CLS]", "[SEP]"])
+
+
+def test_compare_attention_in_padded_batches_matches_one_sentence_at_a_time(tiny):
+    from tfm_edu.analysis.probes import compare_attention
+
+    model, tokenizer = tiny
+    items = [
+        ("the actor in the scenes was good .", "was", "actor", "scenes"),
+        ("the plot was dull and the songs were very good .", "were", "songs", "plot"),
+        ("the movies about the director were not funny .", "were", "movies", "director"),
+    ]
+    for exclude in (True, False):
+        result = compare_attention(
+            items, model, tokenizer, exclude_special=exclude, batch_size=2
+        )  # padding in both batches
+        assert result.target.shape == result.control.shape == (3, 2, 4)
+        for n, (sentence, word, target, control) in enumerate(items):
+            one = attention_to(sentence, word, model, tokenizer, exclude_special=exclude)
+            np.testing.assert_allclose(
+                result.target[n], one.weights[..., one.tokens.index(target)], atol=1e-5
+            )
+            np.testing.assert_allclose(
+                result.control[n], one.weights[..., one.tokens.index(control)], atol=1e-5
+            )
+    with pytest.raises(ValueError, match="occurs 0 time"):
+        compare_attention([("the plot was dull .", "was", "movie", "plot")], model, tokenizer)
+
+
+def test_preference_counts_sentences_won_by_more_than_the_margin():
+    from tfm_edu.analysis.probes import AttentionComparison
+
+    target = np.array([[[0.5, 0.1]], [[0.5, 0.2]], [[0.3, 0.2]], [[0.1, 0.2]]])  # (N=4, L=1, H=2)
+    control = np.array([[[0.1, 0.1]], [[0.2, 0.1]], [[0.295, 0.4]], [[0.4, 0.2]]])
+    result = AttentionComparison([("s", "w", "t", "c")] * 4, target, control, 0.01, True)
+    np.testing.assert_allclose(result.preference, [[0.5, 0.25]])  # a 0.005 lead is a tie
+    np.testing.assert_allclose(result.reverse_preference, [[0.25, 0.25]])
+    assert result.heads(0.5) == [(0, 0)] and result.heads(0.2) == [(0, 0), (0, 1)]
+    assert result.heads(0.9) == []
+
+
+def test_compare_attention_runs_each_sentence_once_and_slices(tiny, monkeypatch):
+    from tfm_edu.analysis.probes import compare_attention
+
+    model, tokenizer = tiny
+    sentence = "the actor in the scenes was good ."
+    items = [(sentence, "was", "actor", "scenes"), (sentence, "good", "actor", "scenes")]
+    calls = []
+    forward = model.bert.forward
+    monkeypatch.setattr(model.bert, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    both = compare_attention(items, model, tokenizer)
+    assert len(calls) == 1 and len(both) == 2
+    second = both[1:]
+    assert second.items == items[1:] and second.target.shape == (1, 2, 4)
+    alone = compare_attention(items[1:], model, tokenizer)
+    np.testing.assert_allclose(second.target, alone.target, atol=1e-6)
+    np.testing.assert_allclose(second.control, alone.control, atol=1e-6)
+    with pytest.raises(TypeError, match="slice"):
+        both[0]

@@ -6,7 +6,8 @@ loads, `tfm_edu.viz` draws).
 
 - `rollout`    ch 8: attention rollout through a ViT, [CLS] attention per head
 - `positions`  ch 3 and 8: RoPE's rotated copies, similarity of learned position vectors
-- `probes`     ch 6-7: BERT attention maps for the explorer, `attention_to`, head statistics,
+- `probes`     ch 6-7: BERT attention maps for the explorer, `attention_to` (optionally
+               without [CLS]/[SEP]), `compare_attention` over many sentences, head statistics,
                norm-weighted attention
 - `masked_lm`  ch 6: what a masked LM learned (masked accuracy, fill-mask, agreement, polarity)
 - `sentiment`  ch 6: classifier probabilities, the bag-of-words baseline, accuracy per kind of
@@ -25,12 +26,16 @@ from tfm_edu.analysis.metrics import accuracy, classification_metrics, exact_mat
 from tfm_edu.analysis.positions import position_similarity, rotated_copies, similarity_by_distance
 from tfm_edu.analysis.probes import (
     MAX_TOKENS,
+    SPECIAL_TOKENS,
+    AttentionComparison,
     AttentionTo,
     attention_to,
     bert_attention,
     bert_attention_maps,
+    compare_attention,
     head_statistics,
     norm_weighted_maps,
+    without_special,
 )
 from tfm_edu.analysis.rollout import attention_rollout, cls_attention
 from tfm_edu.analysis.sentiment import (
@@ -43,6 +48,8 @@ from tfm_edu.analysis.sentiment import (
 
 __all__ = [
     "MAX_TOKENS",
+    "SPECIAL_TOKENS",
+    "AttentionComparison",
     "AttentionTo",
     "accuracy",
     "accuracy_by_kind",
@@ -56,6 +63,7 @@ __all__ = [
     "bert_attention_maps",
     "classification_metrics",
     "cls_attention",
+    "compare_attention",
     "exact_match",
     "fill_mask",
     "head_statistics",
@@ -67,4 +75,5 @@ __all__ = [
     "rotated_copies",
     "sentiment_probabilities",
     "similarity_by_distance",
+    "without_special",
 ]

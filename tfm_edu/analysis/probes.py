@@ -8,7 +8,12 @@ this module computes and never loads or draws anything.
   callable `AttentionExplorer` wants. With `a_to_b=True` a pair shows only how the tokens of
   sentence A attend to sentence B (the A->B block of the full map).
 - `attention_to(sentence, word, model, tokenizer)`: for every layer and head, the token a chosen
-  word attends to most.
+  word attends to most; `exclude_special=True` leaves [CLS] and [SEP] out and rescales the rest
+  of each row to sum to 1 (in MiniLM about half of all attention parks on [CLS], which would
+  otherwise win most comparisons and say nothing about words).
+- `compare_attention(items, model, tokenizer)`: over many sentences, how much attention a word
+  gives a target word (the verb's subject) against a control word (a nearer noun), per layer
+  and head: a measurement with a control instead of one striking heatmap.
 - `head_statistics(maps)`: per layer and head, the share of attention going to [CLS], to [SEP],
   to the token itself, to the previous and to the next token. Clark et al., 2019 ("What does
   BERT look at?") found many heads parking their attention on [SEP] or [CLS], and some heads
@@ -31,13 +36,18 @@ __all__ = [
     "MAX_TOKENS",
     "bert_attention_maps",
     "bert_attention",
+    "SPECIAL_TOKENS",
     "AttentionTo",
     "attention_to",
+    "without_special",
+    "AttentionComparison",
+    "compare_attention",
     "head_statistics",
     "norm_weighted_maps",
 ]
 
 MAX_TOKENS = 128  # longer inputs are truncated (all-MiniLM-L6-v2 was trained on <= 128 tokens)
+SPECIAL_TOKENS = ("[CLS]", "[SEP]")  # the delimiters `exclude_special` leaves out as keys
 
 
 def bert_attention_maps(
@@ -112,6 +122,7 @@ class AttentionTo:
     tokens: list[str]  # the sentence's T tokens, [CLS] and [SEP] included
     word_positions: list[int]  # the word's WordPiece positions (averaged over when several)
     weights: np.ndarray  # (L, H, T): the word's attention row in each layer and head
+    exclude_special: bool = False  # True: [CLS]/[SEP] weigh 0, the rest of each row sums to 1
 
     @property
     def top_positions(self) -> np.ndarray:
@@ -130,7 +141,9 @@ class AttentionTo:
         width = max(len(cell) for row in cells for cell in row)
         label = len(f"layer {L - 1}") + 1
         header = " " * label + " ".join(f"{f'head {h}':>{width}}" for h in range(H))
-        lines = [f"{self.word!r} attends most to (token, weight), per layer and head:", header]
+        note = " ([CLS]/[SEP] left out, rows rescaled)" if self.exclude_special else ""
+        title = f"{self.word!r} attends most to (token, weight), per layer and head{note}:"
+        lines = [title, header]
         for l, row in enumerate(cells):
             lines.append(f"{f'layer {l}':<{label}}" + " ".join(f"{c:>{width}}" for c in row))
         return "\n".join(lines)
@@ -139,7 +152,15 @@ class AttentionTo:
         return self.table()
 
 
-def attention_to(sentence: str, word: str, model, tokenizer, occurrence: int = 1) -> AttentionTo:
+def attention_to(
+    sentence: str,
+    word: str,
+    model,
+    tokenizer,
+    occurrence: int = 1,
+    *,
+    exclude_special: bool = False,
+) -> AttentionTo:
     """Which token does `word` attend to most, in each layer and head?
 
     Args:
@@ -148,12 +169,155 @@ def attention_to(sentence: str, word: str, model, tokenizer, occurrence: int = 1
             WordPieces uses the average of their attention rows.
         model, tokenizer: a BERT (or a model holding one as `.bert`) and its WordPiece.
         occurrence: which occurrence of `word` (1 = the first).
+        exclude_special: leave [CLS] and [SEP] out: their weights become 0 and each row is
+            rescaled to sum to 1 over the other tokens, so `top` never answers "[CLS]" and a
+            weight reads as a share of the attention that did not park on a delimiter.
 
     Returns:
         AttentionTo, whose repr is a table.
     """
     maps = bert_attention_maps(model, tokenizer, sentence)
     encoding = tokenizer.encoding(sentence, max_length=MAX_TOKENS)
+    positions = _word_positions(sentence, word, encoding, occurrence)
+    weights = maps.attentions[:, :, positions].mean(axis=2)  # (L, H, T)
+    if exclude_special:
+        weights = without_special(weights, maps.query_tokens)  # (L, H, T)
+    return AttentionTo(sentence, word, maps.query_tokens, positions, weights, exclude_special)
+
+
+def without_special(weights: np.ndarray, tokens: list[str]) -> np.ndarray:
+    """Attention rows with [CLS] and [SEP] left out, rescaled to sum to 1 over the rest.
+
+    Args:
+        weights: (..., T) attention rows over the T keys.
+        tokens: the T key tokens.
+
+    Returns:
+        (..., T): 0 at [CLS]/[SEP], the other weights divided by their sum.
+    """
+    if weights.shape[-1] != len(tokens):
+        raise ValueError(f"weights (..., {weights.shape[-1]}) but {len(tokens)} tokens")
+    keep = ~np.isin(np.array(tokens), SPECIAL_TOKENS)  # (T,)
+    if not keep.any():
+        raise ValueError("no tokens left once [CLS] and [SEP] are left out")
+    kept = weights * keep  # (..., T)
+    return kept / np.maximum(kept.sum(-1, keepdims=True), 1e-12)  # (..., T), rows sum to 1
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionComparison:
+    """Sentence by sentence, the attention a word gives a target word and a control word."""
+
+    items: list[tuple[str, str, str, str]]  # N (sentence, word, target, control)
+    target: np.ndarray  # (N, L, H): the word's attention on the target word
+    control: np.ndarray  # (N, L, H): the word's attention on the control word
+    margin: float  # a sentence counts for one side only if it wins by more than this
+    exclude_special: bool  # whether [CLS]/[SEP] were left out (rows rescaled)
+
+    @property
+    def preference(self) -> np.ndarray:
+        """(L, H) share of the sentences where target > control + margin."""
+        return (self.target - self.control > self.margin).mean(axis=0)
+
+    @property
+    def reverse_preference(self) -> np.ndarray:
+        """(L, H) share of the sentences where control > target + margin."""
+        return (self.control - self.target > self.margin).mean(axis=0)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: slice) -> AttentionComparison:
+        """The comparison on a slice of the items, e.g. `both[:200]`."""
+        if not isinstance(index, slice):
+            raise TypeError("index an AttentionComparison with a slice, e.g. result[:200]")
+        return AttentionComparison(
+            self.items[index], self.target[index], self.control[index], self.margin,
+            self.exclude_special,
+        )  # fmt: skip
+
+    def heads(self, at_least: float) -> list[tuple[int, int]]:
+        """(layer, head) of every head preferring the target in at least this share of the
+        sentences, most reliable first (0-based)."""
+        share = self.preference  # (L, H)
+        layers, heads = np.nonzero(share >= at_least)
+        order = np.argsort(-share[layers, heads], kind="stable")
+        return [(int(layers[i]), int(heads[i])) for i in order]
+
+
+def compare_attention(
+    items,
+    model,
+    tokenizer,
+    *,
+    exclude_special: bool = True,
+    margin: float = 0.01,
+    batch_size: int = 64,
+) -> AttentionComparison:
+    """Does `word` attend more to `target` than to `control`, sentence after sentence?
+
+    Each item is `(sentence, word, target, control)`, e.g. ("the actor in the scenes was good .",
+    "was", "actor", "scenes"): from the verb, its subject against the nearer noun. Words are
+    matched as whole words, first occurrence, without regard to case; a word of several
+    WordPieces uses the average of its rows as query and the sum of its columns as key. Each
+    distinct sentence runs through the model once, in padded batches (padding is never attended
+    to), so several questions about the same sentences cost one pass: ask them in one call and
+    slice the result (`both[:n]`, `both[n:]`).
+
+    Args:
+        items: (sentence, word, target, control) tuples.
+        model, tokenizer: a BERT (or a model holding one as `.bert`) and its WordPiece.
+        exclude_special: leave [CLS]/[SEP] out and rescale each row (see `attention_to`).
+        margin: the lead one word needs over the other for a sentence to count as preferring it.
+        batch_size: sentences per forward pass.
+
+    Returns:
+        AttentionComparison with target and control (N, L, H).
+    """
+    import torch
+
+    items = [tuple(item) for item in items]
+    if not items or any(len(item) != 4 for item in items):
+        raise ValueError("items must be a non-empty list of (sentence, word, target, control)")
+    bert = getattr(model, "bert", model)
+    limit = min(MAX_TOKENS, bert.config.max_positions)
+    device = next(bert.parameters()).device
+    sentences = list(dict.fromkeys(sentence for sentence, *_ in items))  # each runs once
+    maps: dict[str, np.ndarray] = {}
+    for start in range(0, len(sentences), batch_size):
+        chunk = sentences[start : start + batch_size]
+        batch = tokenizer.batch_encode(chunk, max_length=limit)
+        with torch.no_grad():
+            out = bert(
+                batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                token_type_ids=batch["token_type_ids"].to(device),
+                return_attention=True,
+            )
+        attentions = torch.stack(out.attentions, dim=1).cpu().numpy()  # (B, L, H, T, T)
+        for n, sentence in enumerate(chunk):
+            maps[sentence] = attentions[n]  # (L, H, T, T), T padded to the batch's longest
+    targets, controls = [], []
+    for sentence, word, target, control in items:
+        encoding = tokenizer.encoding(sentence, max_length=limit)
+        T = len(encoding.ids)
+        queries = _word_positions(sentence, word, encoding)
+        rows = maps[sentence][:, :, queries, :T].mean(axis=2)  # (L, H, T)
+        if exclude_special:
+            rows = without_special(rows, encoding.tokens)  # (L, H, T)
+        target_keys = _word_positions(sentence, target, encoding)
+        control_keys = _word_positions(sentence, control, encoding)
+        if set(target_keys) & set(control_keys):
+            raise ValueError(f"{target!r} and {control!r} share tokens in {sentence!r}")
+        targets.append(rows[..., target_keys].sum(-1))  # (L, H)
+        controls.append(rows[..., control_keys].sum(-1))  # (L, H)
+    return AttentionComparison(
+        items, np.stack(targets), np.stack(controls), margin, exclude_special
+    )
+
+
+def _word_positions(sentence: str, word: str, encoding, occurrence: int = 1) -> list[int]:
+    """The token positions of the `occurrence`-th whole-word match of `word` (not [CLS]/[SEP])."""
     start = _find(sentence, word, occurrence)
     end = start + len(word.strip())
     positions = [
@@ -165,8 +329,7 @@ def attention_to(sentence: str, word: str, model, tokenizer, occurrence: int = 1
         raise ValueError(
             f"{word!r} at characters {start}-{end} has no token of its own in {encoding.tokens}"
         )
-    weights = maps.attentions[:, :, positions].mean(axis=2)  # (L, H, T)
-    return AttentionTo(sentence, word, maps.query_tokens, positions, weights)
+    return positions
 
 
 def head_statistics(maps: AttentionMaps | list[AttentionMaps]) -> dict[str, np.ndarray]:

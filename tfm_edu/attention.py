@@ -69,8 +69,11 @@ def scaled_dot_product_attention(
     weights = torch.softmax(scores, dim=-1)  # (..., T, S)
     if mask is not None:
         # A row of -inf softmaxes to NaN; such a query has nothing to attend to: give it zeros.
-        has_key = mask.any(dim=-1, keepdim=True)  # (..., T, 1), on the mask's own small shape
-        weights = torch.where(has_key, weights, 0.0)  # (..., T, S)
+        # (Checked on the mask's own small shape; most masks, causal ones included, leave every
+        # query a key, and then the pass over the (..., T, S) weights is skipped.)
+        has_key = mask.any(dim=-1, keepdim=True)  # (..., T, 1)
+        if not bool(has_key.all()):
+            weights = torch.where(has_key, weights, 0.0)  # (..., T, S)
     attended = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     return attended @ v, weights  # (..., T, d_v), (..., T, S)
 

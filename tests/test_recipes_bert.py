@@ -39,6 +39,35 @@ def test_recipes_run_end_to_end(tmp_path, capsys):
         recipe.main_sentiment(["--pretrained", str(tmp_path / "missing")])
 
 
+def test_seed_spread_recipe(tmp_path, capsys):
+    from tfm_edu.train.__main__ import RECIPES
+
+    assert RECIPES["bert-sentiment-seeds"][0] is recipe.main_sentiment_seeds
+    out = tmp_path / "seeds"
+    table = recipe.main_sentiment_seeds(
+        ["--steps", "2", "--train-size", "64", "--seeds", "3", "5", "--out", str(out),
+         "--no-progress"]
+    )  # fmt: skip
+    assert load_card(out) == table  # a plain JSON table that the card reader accepts
+    assert table["seeds"] == [3, 5] and "--seeds 3 5" in table["command"]
+    for arm in ("pretrained", "scratch"):
+        assert set(table["metrics"][arm]) == set(recipe.SEEDS_METRICS)
+        assert all(len(values) == 2 for values in table["metrics"][arm].values())
+    assert "over seeds [3, 5]" in capsys.readouterr().out
+
+
+def test_shipped_seed_spread_matches_the_shipped_checkpoints():
+    """Seed 0 of the spread is the run of the two shipped classifiers."""
+    table = load_card(recipe.SEEDS_TABLE)
+    assert 0 in table["seeds"] and len(set(table["seeds"])) == len(table["seeds"]) >= 3
+    first = table["seeds"].index(0)
+    for arm, name in (("pretrained", recipe.SENTIMENT_CHECKPOINT),
+                      ("scratch", recipe.SCRATCH_CHECKPOINT)):  # fmt: skip
+        shipped = load_card(name)["metrics"]["accuracy"]
+        assert table["metrics"][arm]["accuracy"][first] == pytest.approx(shipped, abs=1e-4)
+        assert len(table["metrics"][arm]["accuracy"]) == len(table["seeds"])
+
+
 def test_fill_mask_and_metrics():
     model, tokenizer = tiny_bert_mlm()
     guesses = fill_mask(model, tokenizer, "the actors in the film [MASK] good .", top_k=3)

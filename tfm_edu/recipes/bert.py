@@ -2,22 +2,29 @@
 
     python -m tfm_edu.train bert-mlm          # -> data/bert_tiny_mlm.{safetensors,json}
     python -m tfm_edu.train bert-sentiment    # -> data/bert_tiny_sentiment{,_scratch}.*
+    python -m tfm_edu.train bert-sentiment-seeds --seeds 0 1 2 3 4
+                                              # -> data/bert_tiny_sentiment_seeds.json
 
 `bert-mlm` trains `BERTForMaskedLM` on unlabelled sentences from `tfm_edu.data.sentences` (15% of
 the tokens chosen, 80/10/10 rule). `bert-sentiment` fine-tunes (a) the pretrained encoder and (b) a
 freshly initialised one, with the same small labelled set and the same settings, and fits (c) a
 bag-of-words logistic regression; it prints the three-way comparison on the test split.
+`bert-sentiment-seeds` repeats (a) and (b) for several seeds (initialisation of the classifier,
+and of the whole encoder for (b), and the order of the batches) and writes only a small JSON
+table of test metrics per seed: one run of each is an anecdote, the spread is the result.
 
-Both use one CPU thread by default (`--threads`): the tiny model's 64-wide matrices gain nothing
-from more, and on a busy machine extra threads spin-wait for each other (measured 13x slower
-with 2 threads than with 1 while other jobs shared the 2 cores).
+All three use one CPU thread by default (`--threads`): the tiny model's 64-wide matrices gain
+nothing from more, and on a busy machine extra threads spin-wait for each other (measured 13x
+slower with 2 threads than with 1 while other jobs shared the 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -31,7 +38,7 @@ from tfm_edu.analysis.sentiment import (
     bag_of_words_probabilities,
     sentiment_probabilities,
 )
-from tfm_edu.checkpoints import CheckpointError, save_checkpoint
+from tfm_edu.checkpoints import CheckpointError, card_path, save_checkpoint
 from tfm_edu.data import sentences
 from tfm_edu.models.bert import (
     BERTConfig,
@@ -48,15 +55,20 @@ __all__ = [
     "MLM_CHECKPOINT",
     "SENTIMENT_CHECKPOINT",
     "SCRATCH_CHECKPOINT",
+    "SEEDS_TABLE",
+    "SEEDS_METRICS",
     "mlm_batches",
     "sentiment_batches",
     "main_mlm",
     "main_sentiment",
+    "main_sentiment_seeds",
 ]
 
 MLM_CHECKPOINT = "bert_tiny_mlm"
 SENTIMENT_CHECKPOINT = "bert_tiny_sentiment"
 SCRATCH_CHECKPOINT = "bert_tiny_sentiment_scratch"
+SEEDS_TABLE = "bert_tiny_sentiment_seeds"  # data/<name>.json: test metrics per seed and arm
+SEEDS_METRICS = ("accuracy", "f1", "roc_auc", "accuracy_single", "accuracy_and", "accuracy_but")
 # The classifier reads the mean of the token vectors, not [CLS]: our pretraining has only the
 # masked-LM task (no next-sentence prediction), so [CLS] is never trained to summarise the
 # sentence, while every token vector is. Measured on 1000 labels, seed 0: [CLS] pooling
@@ -168,6 +180,16 @@ def _train_mlm(args: argparse.Namespace, command: str) -> dict:
     return metrics
 
 
+def _sentiment_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The fine-tuning settings both sentiment recipes share."""
+    parser.add_argument("--pretrained", default=MLM_CHECKPOINT, help="bert-mlm checkpoint")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--train-size", type=int, default=1000, help="labelled sentences")
+    return parser
+
+
 def main_sentiment(argv: Sequence[str] | None = None) -> dict:
     """`python -m tfm_edu.train bert-sentiment`: fine-tune pretrained vs scratch vs bag of words."""
     parser = recipe_parser(
@@ -176,57 +198,69 @@ def main_sentiment(argv: Sequence[str] | None = None) -> dict:
         "from scratch and a bag-of-words baseline.",
         out=SENTIMENT_CHECKPOINT,
     )
-    parser.add_argument("--pretrained", default=MLM_CHECKPOINT, help="bert-mlm checkpoint")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--train-size", type=int, default=1000, help="labelled sentences")
+    _sentiment_options(parser)
     parser.add_argument("--scratch-out", default=SCRATCH_CHECKPOINT)
     return run_recipe(parser, argv, _train_sentiment)
 
 
-def _train_sentiment(args: argparse.Namespace, command: str) -> dict:
+def _load_pretrained(name: str):
     try:
-        pretrained, tokenizer = tiny_bert_mlm(args.pretrained)
+        return tiny_bert_mlm(name)
     except CheckpointError as error:
         raise SystemExit(f"{error}\nRun `python -m tfm_edu.train bert-mlm` first.") from None
-    splits = sentences.sentiment_splits(train=args.train_size)
+
+
+def _fine_tune(variant, pretrained, tokenizer, splits, args, seed, desc):
+    """Fine-tune one classifier ("pretrained": encoder copied from the MLM model, "scratch":
+    random encoder); returns (model, history, test metrics)."""
     texts = {name: [r.text for r in rows] for name, rows in splits.items()}
+    seed_everything(seed)
+    model = BERTForSequenceClassification(pretrained.config, num_labels=2, pooling=POOLING)
+    if variant == "pretrained":
+        model.bert.load_state_dict(pretrained.bert.state_dict())
+    valid_labels = np.array([r.label for r in splits["valid"]])
+
+    def evaluate(m) -> dict[str, float]:
+        predicted = sentiment_probabilities(m, tokenizer, texts["valid"]) >= 0.5
+        return {"valid_accuracy": float((predicted == valid_labels).mean())}
+
+    start = time.perf_counter()
+    history = fit(
+        model,
+        sentiment_batches(splits["train"], tokenizer, args.batch_size, seed=seed),
+        _sentiment_step,
+        steps=args.steps,
+        lr=args.lr,
+        warmup_steps=args.steps // 10,
+        evaluate=evaluate,
+        eval_every=max(1, args.steps // 10),
+        progress=not args.no_progress,
+        desc=desc,
+    )
+    seconds = time.perf_counter() - start
+    probabilities = sentiment_probabilities(model, tokenizer, texts["test"])
+    metrics = {
+        **classification_metrics([r.label for r in splits["test"]], probabilities),
+        **accuracy_by_kind(splits["test"], probabilities),
+        "seconds": round(seconds, 1),
+    }
+    return model, history, metrics
+
+
+def _train_sentiment(args: argparse.Namespace, command: str) -> dict:
+    pretrained, tokenizer = _load_pretrained(args.pretrained)
+    splits = sentences.sentiment_splits(train=args.train_size)
     test_labels = [r.label for r in splits["test"]]
-    results, models, seconds = {}, {}, {}
+    results, models = {}, {}
     for variant in ("pretrained", "scratch"):
-        seed_everything(args.seed)
-        model = BERTForSequenceClassification(pretrained.config, num_labels=2, pooling=POOLING)
-        if variant == "pretrained":
-            model.bert.load_state_dict(pretrained.bert.state_dict())
-        valid_labels = np.array([r.label for r in splits["valid"]])
-
-        def evaluate(m, labels=valid_labels) -> dict[str, float]:
-            predicted = sentiment_probabilities(m, tokenizer, texts["valid"]) >= 0.5
-            return {"valid_accuracy": float((predicted == labels).mean())}
-
-        start = time.perf_counter()
-        history = fit(
-            model,
-            sentiment_batches(splits["train"], tokenizer, args.batch_size, seed=args.seed),
-            _sentiment_step,
-            steps=args.steps,
-            lr=args.lr,
-            warmup_steps=args.steps // 10,
-            evaluate=evaluate,
-            eval_every=max(1, args.steps // 10),
-            progress=not args.no_progress,
+        model, history, results[variant] = _fine_tune(
+            variant, pretrained, tokenizer, splits, args, args.seed,
             desc=f"bert-sentiment ({variant})",
-        )
-        seconds[variant] = time.perf_counter() - start
-        probabilities = sentiment_probabilities(model, tokenizer, texts["test"])
-        results[variant] = {
-            **classification_metrics(test_labels, probabilities),
-            **accuracy_by_kind(splits["test"], probabilities),
-            "seconds": round(seconds[variant], 1),
-        }
+        )  # fmt: skip
         models[variant] = (model, history)
-    bag = bag_of_words_probabilities(splits["train"], texts["test"], seed=args.seed)
+    bag = bag_of_words_probabilities(
+        splits["train"], [r.text for r in splits["test"]], seed=args.seed
+    )
     results["bag_of_words"] = {
         **classification_metrics(test_labels, bag),
         **accuracy_by_kind(splits["test"], bag),
@@ -248,6 +282,63 @@ def _train_sentiment(args: argparse.Namespace, command: str) -> dict:
         )
     _print_comparison(results, args.train_size)
     return results
+
+
+def main_sentiment_seeds(argv: Sequence[str] | None = None) -> dict:
+    """`python -m tfm_edu.train bert-sentiment-seeds`: the seed spread of pretrained vs scratch."""
+    parser = recipe_parser(
+        "bert-sentiment-seeds",
+        "Fine-tune chapter 6's tiny BERT from the pretrained encoder and from scratch once per "
+        "seed (same settings as bert-sentiment) and write the test metrics per seed to a small "
+        "JSON table; no weights are kept.",
+        out=SEEDS_TABLE,
+    )
+    _sentiment_options(parser)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    return run_recipe(parser, argv, _train_sentiment_seeds)
+
+
+def _train_sentiment_seeds(args: argparse.Namespace, command: str) -> dict:
+    pretrained, tokenizer = _load_pretrained(args.pretrained)
+    splits = sentences.sentiment_splits(train=args.train_size)
+    metrics = {arm: {name: [] for name in SEEDS_METRICS} for arm in ("pretrained", "scratch")}
+    for seed in args.seeds:
+        for arm in metrics:
+            _, _, result = _fine_tune(
+                arm, pretrained, tokenizer, splits, args, seed,
+                desc=f"bert-sentiment-seeds ({arm}, seed {seed})",
+            )  # fmt: skip
+            for name in SEEDS_METRICS:
+                metrics[arm][name].append(round(float(result[name]), 4))
+            print(
+                f"seed {seed} {arm:>10}: test accuracy {result['accuracy']:.3f} "
+                f"({result['seconds']:.0f} s)",
+                flush=True,
+            )
+    table = {
+        "command": command,
+        "config": asdict(pretrained.config),
+        "settings": {
+            "pretrained": args.pretrained,
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "train_size": args.train_size,
+            "test_size": len(splits["test"]),
+            "threads": args.threads,
+        },
+        "seeds": list(args.seeds),
+        "metrics": metrics,
+    }
+    path = card_path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2) + "\n")
+    for arm, values in metrics.items():
+        accuracy = values["accuracy"]
+        print(f"{arm:>10}: test accuracy {min(accuracy):.3f}-{max(accuracy):.3f} "
+              f"over seeds {args.seeds}")  # fmt: skip
+    print(f"-> {path}")
+    return table
 
 
 def _print_comparison(results: dict, train_size: int) -> None:

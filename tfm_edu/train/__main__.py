@@ -20,6 +20,10 @@ RECIPES: dict[str, tuple[Callable[[list[str]], object], str]] = {
     "dates": (dates.main, "chapter 5: date translator (seq2seq, characters)"),
     "bert-mlm": (bert.main_mlm, "chapter 6: tiny BERT, masked-LM pretraining"),
     "bert-sentiment": (bert.main_sentiment, "chapter 6: tiny BERT, sentiment fine-tuning"),
+    "bert-sentiment-seeds": (
+        bert.main_sentiment_seeds,
+        "chapter 6: seed spread of fine-tuning, pretrained vs scratch (a JSON table)",
+    ),
     "vit-digits": (vit.main, "chapter 8: Vision Transformer on 8x8 digits"),
 }
 
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tfm_edu.train",
         description="Train one of the course's models and write its checkpoint into data/.",
-        epilog="recipes:\n" + "\n".join(f"  {k:16s}{v[1]}" for k, v in RECIPES.items()),
+        epilog="recipes:\n" + "\n".join(f"  {k:22s}{v[1]}" for k, v in RECIPES.items()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("recipe", choices=sorted(RECIPES), help="what to train")

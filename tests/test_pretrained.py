@@ -14,7 +14,9 @@ import torch
 from tfm_edu.checkpoints import CheckpointError
 from tfm_edu.models.bert import BERTForMaskedLM, BERTForSequenceClassification
 from tfm_edu.pretrained import (
+    BERT_SENTIMENT_SEEDS,
     DIGITS_BASELINES,
+    bert_sentiment_seeds,
     date_translator,
     digits_baselines,
     tiny_bert_mlm,
@@ -96,3 +98,19 @@ def test_digits_baselines_are_rows_of_the_comparison_table():
         assert isinstance(row["model"], str) and 0 <= row["test_accuracy"] <= 1
         assert isinstance(row["parameters"], int) and row["parameters"] > 0
     assert len({row["model"] for row in rows}) == len(rows)
+
+
+def test_the_sentiment_seed_spread_has_one_value_per_seed_and_names_a_broken_file(
+    tmp_path, monkeypatch
+):
+    table = bert_sentiment_seeds()
+    assert len(table["seeds"]) >= 3 and "bert-sentiment-seeds" in table["command"]
+    for arm in ("pretrained", "scratch"):
+        for values in table["metrics"][arm].values():
+            assert len(values) == len(table["seeds"]) and all(0 <= v <= 1 for v in values)
+    card = json.loads((DATA / f"{BERT_SENTIMENT_SEEDS}.json").read_text())
+    card["metrics"]["scratch"]["accuracy"].pop()  # one seed short
+    (tmp_path / f"{BERT_SENTIMENT_SEEDS}.json").write_text(json.dumps(card))
+    monkeypatch.setenv("TFM_EDU_DATA", str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"seeds\.json: no readable seed table"):
+        bert_sentiment_seeds()

@@ -108,6 +108,12 @@ def test_plots_of_history_and_schedule_run_headless():
     assert len(fig.axes) == 2 and fig.axes[1].get_legend_handles_labels()[1] == ["acc"]
     fig = plot_history({"pre-LN": history, "post-LN": history}, metrics=[])
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 4
+    two = History(steps=[0, 1], loss=[2.0, 1.0], evals=[{"step": 1, "acc": 0.5, "f1": 0.4}])
+    colors = [line.get_color() for line in plot_history(two).axes[1].lines]
+    assert len(set(colors)) == 2  # one run: a colour per metric
+    runs = plot_history({"a": two, "b": two}).axes[1].lines  # several: a colour per run
+    assert [line.get_color() for line in runs][:2] == [runs[0].get_color()] * 2
+    assert runs[0].get_color() != runs[2].get_color()
     with pytest.raises(ValueError, match="never evaluated"):
         plot_history(history, metrics=["bleu"])
     with pytest.raises(ValueError, match="nothing to plot"):

@@ -21,7 +21,7 @@ import re
 
 from safetensors.torch import load_file
 
-from tfm_edu.checkpoints import CheckpointError, card_path, data_dir, load_checkpoint
+from tfm_edu.checkpoints import CheckpointError, card_path, data_dir, load_card, load_checkpoint
 from tfm_edu.models.bert import BERT, BERTConfig, BERTForMaskedLM, BERTForSequenceClassification
 from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
 from tfm_edu.models.vit import ViT, ViTConfig
@@ -31,6 +31,8 @@ __all__: list[str] = [
     "date_translator",
     "tiny_bert_mlm",
     "tiny_bert_sentiment",
+    "BERT_SENTIMENT_SEEDS",
+    "bert_sentiment_seeds",
     "load_minilm",
     "minilm_dir",
     "minilm_name",
@@ -102,6 +104,31 @@ def tiny_bert_sentiment(name: str = "bert_tiny_sentiment", *, device=None):
         kind="BERTForSequenceClassification",
     )
     return model.to(device or "cpu"), _card_tokenizer(name, card, WordPiece)
+
+
+BERT_SENTIMENT_SEEDS = "bert_tiny_sentiment_seeds"  # data/<name>.json: metrics only, no weights
+
+
+def bert_sentiment_seeds() -> dict:
+    """The seed spread `python -m tfm_edu.train bert-sentiment-seeds` wrote: the tiny BERT
+    fine-tuned for sentiment from the pretrained MLM and from scratch, once per seed.
+
+    Returns:
+        {"seeds": [s0, s1, ...], "metrics": {arm: {metric: [one value per seed]}}, "command"},
+        with arms "pretrained" and "scratch", metrics "accuracy", "f1", "roc_auc",
+        "accuracy_single", "accuracy_and", "accuracy_but" on the compositional test split.
+    """
+    card = load_card(BERT_SENTIMENT_SEEDS)  # a CheckpointError naming the file if unreadable
+    try:
+        table = {key: card[key] for key in ("seeds", "metrics", "command")}
+        for arm in ("pretrained", "scratch"):
+            if len(table["metrics"][arm]["accuracy"]) != len(table["seeds"]):
+                raise ValueError(f"{arm}: one accuracy per seed expected")
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{card_path(BERT_SENTIMENT_SEEDS)}: no readable seed table ({error!r})"
+        ) from None
+    return table
 
 
 # --- chapter 7: all-MiniLM-L6-v2 -------------------------------------------------------------

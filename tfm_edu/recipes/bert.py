@@ -46,7 +46,7 @@ from tfm_edu.models.bert import (
     BERTForSequenceClassification,
     mask_tokens,
 )
-from tfm_edu.pretrained import tiny_bert_mlm
+from tfm_edu.pretrained import BERT_SENTIMENT_SEEDS, tiny_bert_mlm
 from tfm_edu.recipes.common import recipe_parser, run_recipe
 from tfm_edu.tokenize import WordPiece
 from tfm_edu.train import fit
@@ -67,7 +67,7 @@ __all__ = [
 MLM_CHECKPOINT = "bert_tiny_mlm"
 SENTIMENT_CHECKPOINT = "bert_tiny_sentiment"
 SCRATCH_CHECKPOINT = "bert_tiny_sentiment_scratch"
-SEEDS_TABLE = "bert_tiny_sentiment_seeds"  # data/<name>.json: test metrics per seed and arm
+SEEDS_TABLE = BERT_SENTIMENT_SEEDS  # data/<name>.json: test metrics per seed and arm
 SEEDS_METRICS = ("accuracy", "f1", "roc_auc", "accuracy_single", "accuracy_and", "accuracy_but")
 # The classifier reads the mean of the token vectors, not [CLS]: our pretraining has only the
 # masked-LM task (no next-sentence prediction), so [CLS] is never trained to summarise the

@@ -66,10 +66,13 @@ def plot_history(
     for (name, run), color in zip(runs.items(), colors, strict=True):
         axes[0].plot(run.steps, run.loss, color=color, alpha=0.25, linewidth=0.8)
         axes[0].plot(run.steps, smooth(run.loss, window), color=color, label=name)
-        for metric, style in zip(metrics, ["-", "--", ":", "-."] * 4, strict=False):
+        # One run: a colour per metric. Several: a colour per run, a line style per metric.
+        metric_colors = _colors(len(metrics)) if len(runs) == 1 else [color] * len(metrics)
+        styles = ["-"] * len(metrics) if len(runs) == 1 else ["-", "--", ":", "-."] * 4
+        for metric, style, line_color in zip(metrics, styles, metric_colors, strict=False):
             steps, values = run.eval_series(metric)
             label = metric if len(runs) == 1 else f"{name}: {metric}"
-            axes[1].plot(steps, values, style, marker="o", color=color, label=label)
+            axes[1].plot(steps, values, style, marker="o", color=line_color, label=label)
     axes[0].set(
         xlabel="step",
         ylabel="training loss",

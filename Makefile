@@ -40,7 +40,7 @@ lab: $(VENV)/.lab
 	@# Jupyter's normal token stays on: the URL with the token is printed below. (Jupyter refuses
 	@# to run as root without --allow-root: containers and CI machines often are root.)
 	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=learner \
-	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) 00_start_here.ipynb
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) learner/00_start_here.ipynb
 
 test: $(VENV)/.dev lint unit notebooks browser-test
 

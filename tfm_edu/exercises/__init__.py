@@ -1,7 +1,7 @@
 """Checks for the notebooks' "Your turn" exercises, one module per chapter group.
 
 - `tfm_edu.exercises.core`: the harness (`check_function`, `Case`, `Mistake`, `CheckResult`).
-- `tfm_edu.exercises.attention`: chapters 1-2 (softmax, attention, masks, a whole MultiHeadAttention).
+- `tfm_edu.exercises.attention`: chapters 1-2 (softmax, attention, masks, a whole MHA module).
 - `tfm_edu.exercises.positional`: chapter 3 (sinusoidal encoding, rotary embeddings).
 - `tfm_edu.exercises.encoder`: chapter 4; `decoder`: chapter 5; `bert`: chapters 6-7;
   `training`: chapter 6 (a training loop); `params`: chapter 7 (parameter counts);

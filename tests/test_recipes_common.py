@@ -52,7 +52,9 @@ def test_run_recipe_passes_the_parsed_args_and_the_command():
 
 
 def test_every_recipe_is_registered_with_a_callable():
-    assert set(RECIPES) == {"dates", "bert-mlm", "bert-sentiment", "vit-digits"}
+    assert set(RECIPES) == {
+        "dates", "bert-mlm", "bert-sentiment", "bert-sentiment-seeds", "vit-digits"
+    }
     for name, (run, description) in RECIPES.items():
         assert callable(run), name
         assert isinstance(description, str) and description, name

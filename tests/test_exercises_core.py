@@ -282,3 +282,15 @@ def test_a_syntax_error_elsewhere_does_not_block_the_check(shell):
     assert check_in(shell, "_check = check(double)").passed
     shell.run_cell("def double(x):\n    raise ValueError('boom')", store_history=True)  # runs
     assert "raised ValueError" in str(check_in(shell, "_check = check(double)"))
+
+
+def test_check_against_names_the_reference_that_disagrees():
+    from tfm_edu.exercises import check_against
+
+    references = [("ours", double), ("theirs", lambda x: x * 2.0 + (x.size > 3))]
+    result = check_against("double", double, references, CASES, passed="matches both")
+    assert result.status == "failed" and "differs from theirs by up to 1 on case 2" in str(result)
+    result = check_against("double", lambda x: 3 * x, references, CASES, passed="matches both")
+    assert "differs from ours" in str(result)
+    agreeing = check_against("double", double, references[:1] * 2, CASES, passed="matches both")
+    assert agreeing.passed and agreeing.message == "✓ double: matches both"

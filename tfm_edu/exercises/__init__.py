@@ -13,6 +13,6 @@ check_softmax`); this package imports only the harness, so chapter 1 never loads
 teacher's tool that strips the solutions is `tfm_edu.teacher.student_copies`.
 """
 
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
 
-__all__ = ["Case", "CheckResult", "Mistake", "check_function"]
+__all__ = ["Case", "CheckResult", "Mistake", "check_against", "check_function"]

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from tfm_edu import numpy_attention as npa
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
 
 __all__ = [
     "check_softmax",
@@ -349,10 +349,13 @@ def check_multi_head_attention_module(cls) -> CheckResult:
         ]
         learner = partial(_run_module, cls)
         settings = {"atol": 1e-5, "rtol": 1e-4, "output_names": ("out", "weights")}
-        for reference in (partial(_run_module, MultiHeadAttention), _run_torch_module):
-            result = check_function(name, learner, reference, cases, mistakes, **settings)
-            if not result.passed:
-                return result
+        references = [
+            ("tfm_edu's MultiHeadAttention", partial(_run_module, MultiHeadAttention)),
+            ("nn.MultiheadAttention", _run_torch_module),
+        ]
+        result = check_against(name, learner, references, cases, mistakes, passed="", **settings)
+        if not result.passed:
+            return result
         result = check_function(
             name,
             partial(_module_gradients, cls),

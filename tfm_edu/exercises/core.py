@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "Mistake", "CheckResult", "check_function"]
+__all__ = ["Case", "Mistake", "CheckResult", "check_function", "check_against"]
 
 _KINDS = {"b": "bool", "i": "int", "u": "int", "f": "float", "c": "complex"}
 
@@ -155,6 +155,36 @@ def check_function(
         )
     except Exception as error:  # a check must never break the learner's notebook
         return _failed(name, f"could not check it ({type(error).__name__}: {_first_line(error)}).")
+
+
+def check_against(
+    name: str,
+    fn: Callable[..., Any],
+    references: Sequence[tuple[str, Callable[..., Any]]],
+    cases: Sequence[Case],
+    mistakes: Sequence[Mistake] = (),
+    *,
+    passed: str,
+    **options: Any,
+) -> CheckResult:
+    """`check_function` against several references in turn, e.g. the package's module, then
+    PyTorch's own: the first that disagrees gives the verdict, naming it.
+
+    Args:
+        name, fn, cases, mistakes: as for `check_function`.
+        references: (label, reference) pairs, e.g. ("nn.TransformerEncoderLayer", run_torch);
+            a failure says "differs from <label>" instead of "differs from the reference".
+        passed: what the ✓ line says after the name, e.g. "matches EncoderLayer and ...".
+        options: `check_function`'s keyword arguments (atol, rtol, output_names, compare).
+
+    Returns:
+        A `CheckResult`; this function never raises.
+    """
+    for label, reference in references:
+        result = check_function(name, fn, reference, cases, mistakes, **options)
+        if not result.passed:
+            return CheckResult(name, result.status, result.message.replace("the reference", label))
+    return CheckResult(name, "passed", f"✓ {name}: {passed}")
 
 
 @dataclass(frozen=True)

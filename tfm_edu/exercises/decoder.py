@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tfm_edu import decode
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
 from tfm_edu.layers import DecoderLayer
 from tfm_edu.reference import copy_decoder_layer_to_torch, to_torch_mask
 
@@ -93,19 +93,18 @@ def check_decoder_layer(cls) -> CheckResult:
             for slip, hint in _LAYER_SLIPS.items()
         ]
         options = dict(atol=1e-5, rtol=1e-4, output_names=("out", "grad x", "grad memory"))
-        ours = check_function(
-            name, partial(_run_layer, cls), _run_package_layer, cases, mistakes, **options
-        )
-        if not ours.passed:
-            return ours
-        theirs = check_function(name, partial(_run_layer, cls), _run_torch_layer, cases, **options)
-        if not theirs.passed:
-            return theirs
-        return CheckResult(
+        return check_against(
             name,
-            "passed",
-            f"✓ {name}: matches tfm_edu.layers.DecoderLayer and nn.TransformerDecoderLayer "
+            partial(_run_layer, cls),
+            [
+                ("tfm_edu.layers.DecoderLayer", _run_package_layer),
+                ("nn.TransformerDecoderLayer", _run_torch_layer),
+            ],
+            cases,
+            mistakes,
+            passed="matches tfm_edu.layers.DecoderLayer and nn.TransformerDecoderLayer "
             f"(pre-LN; output and input gradients) on {len(cases)} test cases",
+            **options,
         )
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against
 from tfm_edu.layers import EncoderLayer
 from tfm_edu.reference import copy_encoder_layer_to_torch, to_torch_mask
 
@@ -68,36 +68,22 @@ def check_encoder_layer(cls) -> CheckResult:
         cases.append(Case((x, mask), settings, label))
     mistakes = [Mistake(hint, partial(_run, wrong)) for wrong, hint in _MISTAKES]
     with torch.random.fork_rng(devices=[]):  # building modules and dropout draw from the RNG
-        ours = check_function(
+        return check_against(
             name,
             partial(_run, cls),
-            partial(_run, EncoderLayer),
+            [
+                ("tfm_edu.layers.EncoderLayer", partial(_run, EncoderLayer)),
+                ("nn.TransformerEncoderLayer", _run_torch),
+            ],
             cases,
             mistakes,
+            passed=f"matches tfm_edu.layers.EncoderLayer and nn.TransformerEncoderLayer on "
+            f"{len(cases)} test cases (post-LN and pre-LN, with padding masks; outputs and input "
+            "gradients)",
             atol=1e-5,
             rtol=1e-4,
             output_names=("out", "input gradient"),
         )
-        if not ours.passed:
-            return ours
-        theirs = check_function(
-            name,
-            partial(_run, cls),
-            _run_torch,
-            cases,
-            atol=1e-5,
-            rtol=1e-4,
-            output_names=("out", "input gradient"),
-        )
-    if not theirs.passed:
-        return CheckResult(name, "failed", theirs.message.replace("the reference", "PyTorch's"))
-    return CheckResult(
-        name,
-        "passed",
-        f"✓ {name}: matches tfm_edu.layers.EncoderLayer and nn.TransformerEncoderLayer on "
-        f"{len(cases)} test cases (post-LN and pre-LN, with padding masks; outputs and input "
-        "gradients)",
-    )
 
 
 # ------------------------------------------------------------------ running one case

@@ -15,7 +15,7 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
 
 __all__ = ["check_patchify", "check_vit_forward", "check_attention_rollout"]
 
@@ -152,21 +152,17 @@ def check_vit_forward(cls) -> CheckResult:
             Mistake(hint, partial(_vit_with_slip, slip=slip))
             for slip, hint in _FORWARD_SLIPS.items()
         ]
-        ours = check_function(
-            name, partial(_run_vit, cls), partial(_run_vit, None), cases, mistakes, atol=1e-5
+        return check_against(
+            name,
+            partial(_run_vit, cls),
+            [("the package's ViT", partial(_run_vit, None)), ("the PyTorch-built ViT", _torch_vit)],
+            cases,
+            mistakes,
+            passed="logits match the package's ViT and a ViT built from PyTorch's nn.Conv2d "
+            f"(kernel = stride = patch size) and nn.TransformerEncoderLayer, on {len(cases)} "
+            "test cases",
+            atol=1e-5,
         )
-        if not ours.passed:
-            return ours
-        theirs = check_function(name, partial(_run_vit, cls), _torch_vit, cases, atol=1e-5)
-        if not theirs.passed:
-            return theirs
-    return CheckResult(
-        name,
-        "passed",
-        f"✓ {name}: logits match the package's ViT and a ViT built from PyTorch's nn.Conv2d "
-        f"(kernel = stride = patch size) and nn.TransformerEncoderLayer, on {len(cases)} test "
-        "cases",
-    )
 
 
 def _vit_configs():

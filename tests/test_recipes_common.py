@@ -53,7 +53,12 @@ def test_run_recipe_passes_the_parsed_args_and_the_command():
 
 def test_every_recipe_is_registered_with_a_callable():
     assert set(RECIPES) == {
-        "dates", "bert-mlm", "bert-sentiment", "bert-sentiment-seeds", "vit-digits"
+        "dates",
+        "bert-mlm",
+        "bert-sentiment",
+        "bert-sentiment-seeds",
+        "vit-digits",
+        "positions-length",
     }
     for name, (run, description) in RECIPES.items():
         assert callable(run), name

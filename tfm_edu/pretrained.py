@@ -2,6 +2,8 @@
 
 Everything here loads from local files only (no hub, no network), through
 `tfm_edu.checkpoints.load_checkpoint`:
+- `shift_encoders()`       chapter 3's encoders with none / sinusoidal / learned / RoPE
+                           positions, trained on the shift task, from data/shift_*.*
 - `date_translator()`      chapter 5's seq2seq model, from data/date_translator.*
 - `tiny_bert_mlm()`        chapter 6's tiny BERT after masked-LM pretraining, data/bert_tiny_mlm.*
 - `tiny_bert_sentiment()`  chapter 6's sentiment classifier, data/bert_tiny_sentiment.* (and its
@@ -24,10 +26,14 @@ from safetensors.torch import load_file
 from tfm_edu.checkpoints import CheckpointError, card_path, data_dir, load_card, load_checkpoint
 from tfm_edu.models.bert import BERT, BERTConfig, BERTForMaskedLM, BERTForSequenceClassification
 from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
+from tfm_edu.models.shift_encoder import POSITIONS, ShiftEncoder, ShiftEncoderConfig
 from tfm_edu.models.vit import ViT, ViTConfig
 from tfm_edu.tokenize import CharTokenizer, WordPiece
 
 __all__: list[str] = [
+    "SHIFT_CHECKPOINT",
+    "SHIFT_EVAL",
+    "shift_encoders",
     "date_translator",
     "tiny_bert_mlm",
     "tiny_bert_sentiment",
@@ -40,6 +46,41 @@ __all__: list[str] = [
     "digits_vit",
     "digits_baselines",
 ]
+
+
+# --- chapter 3: positions and length generalisation ------------------------------------------
+
+SHIFT_CHECKPOINT = "shift"  # data/shift_<position>.*, one per kind of position
+SHIFT_EVAL = {"num_sequences": 256, "seed": 0}  # the test data behind the cards' tables
+
+
+def shift_encoders(positions=POSITIONS, *, device=None) -> dict[str, ShiftEncoder]:
+    """Chapter 3's `ShiftEncoder`s, trained on 32-symbol sequences of the shift task (answer the
+    symbol 3 places back), one per kind of position, from `data/shift_<position>.*`.
+
+    Args:
+        positions: which ones, from "none", "sinusoidal", "learned", "rope".
+        device: where to put the models (default: cpu).
+
+    Returns:
+        {position: model in eval mode}. Each card (`load_card("shift_rope")`, ...) holds the
+        command that made it and its accuracy at each test length (`metrics`), measured by
+        `tfm_edu.analysis.shift_accuracy_by_length(model, lengths, **SHIFT_EVAL)`.
+    """
+    models = {}
+    for position in positions:
+        model, _ = load_checkpoint(
+            f"{SHIFT_CHECKPOINT}_{position}",
+            lambda card: ShiftEncoder(ShiftEncoderConfig(**card["config"])),
+            kind="ShiftEncoder",
+        )
+        if model.config.position != position:
+            raise CheckpointError(
+                f"{card_path(f'{SHIFT_CHECKPOINT}_{position}')}: holds a model with "
+                f"{model.config.position!r} positions, not {position!r}"
+            )
+        models[position] = model.to(device or "cpu")
+    return models
 
 
 # --- chapter 5: the date translator ------------------------------------------------------------

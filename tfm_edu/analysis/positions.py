@@ -1,6 +1,7 @@
-"""What positions look like to a model: RoPE's rotations of one vector (chapter 3), and how
+"""What positions look like to a model: RoPE's rotations of one vector (chapter 3), how
 similar the learned position vectors of a ViT's patches are (chapter 8; Dosovitskiy et al.,
-2021, figure 7).
+2021, figure 7), and how well a model trained on short sequences does on longer ones
+(chapter 3's length generalisation, on `tfm_edu.data.toy.shift_task`).
 """
 
 from __future__ import annotations
@@ -8,9 +9,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from tfm_edu.data.toy import shift_task
 from tfm_edu.positional import apply_rotary, rotary_angles
 
-__all__ = ["rotated_copies", "position_similarity", "similarity_by_distance"]
+__all__ = [
+    "rotated_copies",
+    "position_similarity",
+    "similarity_by_distance",
+    "shift_accuracy_by_length",
+    "shift_accuracy_by_position",
+]
 
 
 def rotated_copies(vector, n_positions: int, base: float = 10000.0) -> np.ndarray:
@@ -69,3 +77,68 @@ def similarity_by_distance(similarity) -> dict[int, float]:
     row, column = np.divmod(np.arange(count), side)  # (P,), (P,)
     distance = np.abs(row[:, None] - row) + np.abs(column[:, None] - column)  # (P, P)
     return {int(d): float(similarity[distance == d].mean()) for d in range(1, distance.max() + 1)}
+
+
+def shift_accuracy_by_length(
+    model,
+    lengths,
+    *,
+    shift: int = 3,
+    num_sequences: int = 256,
+    seed: int = 0,
+) -> dict[int, float]:
+    """How often a `tfm_edu.models.shift_encoder.ShiftEncoder` answers the shift task right,
+    for fresh sequences of each length (chapter 3's length-generalisation table).
+
+    Args:
+        model: a ShiftEncoder (any model with `.config.vocab_size` that maps tokens (N, T) to
+            `.logits` (N, T, V)).
+        lengths: the sequence lengths T to test, each > shift.
+        shift: the task's offset (the one the model was trained on).
+        num_sequences: N random sequences per length.
+        seed: the data's seed; length T uses seed + T, so each length is the same set whatever
+            the other lengths are.
+
+    Returns:
+        {T: accuracy over all N * (T - shift) positions that have an answer}.
+    """
+    table = {}
+    for length in lengths:
+        correct = _shift_predictions(model, int(length), shift, num_sequences, seed)
+        table[int(length)] = float(correct.mean())
+    return table
+
+
+def shift_accuracy_by_position(
+    model, length: int, *, shift: int = 3, num_sequences: int = 256, seed: int = 0
+) -> np.ndarray:
+    """Accuracy on the shift task at each position of sequences of one length.
+
+    Args:
+        model, shift, num_sequences, seed: as for `shift_accuracy_by_length` (the same data).
+        length: T.
+
+    Returns:
+        (T,) float64: the share of the N sequences answered right at each position; NaN for the
+        first `shift` positions, which have no answer.
+    """
+    correct = _shift_predictions(model, int(length), shift, num_sequences, seed)
+    by_position = np.full(length, np.nan)
+    by_position[shift:] = correct.mean(axis=0)  # (T - shift,)
+    return by_position
+
+
+def _shift_predictions(model, length, shift, num_sequences, seed):
+    """(N, T - shift) bool: right or wrong at each position with an answer."""
+    vocab_size = model.config.vocab_size
+    inputs, targets = shift_task(
+        num_sequences, length, shift=shift, vocab_size=vocab_size, rng=seed + length
+    )  # (N, T) each
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(inputs).to(device)).logits  # (N, T, V)
+    model.train(was_training)
+    predicted = logits.argmax(-1).cpu().numpy()  # (N, T)
+    return predicted[:, shift:] == targets[:, shift:]  # (N, T - shift)

@@ -14,6 +14,10 @@ embeddings themselves as queries and keys (each word attends to itself and to wo
 alike); the other heads use fixed random projections, whose patterns mean nothing yet, like a
 Transformer's heads before training. There are no positions: the same word gets the same row
 wherever it stands (chapter 3 fixes that).
+
+`shift_task` is chapter 3's other toy: random symbols, and the answer at position i is the symbol
+`shift` places earlier, a rule about *relative* position that a model can only follow if it knows
+where each token is (chapter 3 trains one on short sequences and tests it on longer ones).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import numpy as np
 from tfm_edu import numpy_attention as npa
 from tfm_edu.maps import AttentionMaps
 
-__all__ = ["tokenize_words", "embed_words", "toy_attention"]
+__all__ = ["tokenize_words", "embed_words", "toy_attention", "IGNORE_INDEX", "shift_task"]
+
+IGNORE_INDEX = -100  # a target that the loss and the accuracy skip (cross_entropy's default)
 
 _TOKEN = re.compile(r"\w+(?:'\w+)*|[^\w\s]")  # words (with inner apostrophes), punctuation
 
@@ -94,6 +100,47 @@ def toy_attention(
     attentions = np.stack(maps)[None]  # (1, H, T, T)
     names = ["toy layer (untrained)"]
     return AttentionMaps(tokens, attentions, layer_names=names)
+
+
+def shift_task(
+    num_sequences: int,
+    length: int,
+    *,
+    shift: int = 3,
+    vocab_size: int = 10,
+    rng: np.random.Generator | int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random symbol sequences; the target at position i is the input at position i - shift.
+
+    For example, with shift=2, inputs [4, 1, 7, 0, 3, 9] have targets [-, -, 4, 1, 7, 0]
+    (the first two have no answer: `IGNORE_INDEX`).
+
+    Args:
+        num_sequences: N >= 1.
+        length: T > shift, the same for every sequence (so no padding is needed).
+        shift: how far back the answer lies, >= 1.
+        vocab_size: V >= 2 symbols 0..V-1, uniformly drawn (chance accuracy 1 / V).
+        rng: a NumPy generator, or a seed for a fresh one (NumPy only, so chapter 1's imports
+            stay free of PyTorch; `torch.from_numpy` turns the arrays into tensors).
+
+    Returns:
+        inputs (N, T) int64 and targets (N, T) int64; the first `shift` targets are
+        `IGNORE_INDEX`.
+    """
+    for name, value, low in (
+        ("num_sequences", num_sequences, 1),
+        ("shift", shift, 1),
+        ("vocab_size", vocab_size, 2),
+    ):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if not isinstance(length, (int, np.integer)) or length <= shift:
+        raise ValueError(f"length must be an int > shift={shift}, got {length!r}")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    inputs = rng.integers(vocab_size, size=(num_sequences, length), dtype=np.int64)  # (N, T)
+    targets = np.full_like(inputs, IGNORE_INDEX)  # (N, T)
+    targets[:, shift:] = inputs[:, :-shift]  # (N, T - shift): the symbol `shift` places back
+    return inputs, targets
 
 
 @lru_cache(maxsize=4096)

@@ -11,12 +11,16 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from tfm_edu.recipes import bert, dates, vit
+from tfm_edu.recipes import bert, dates, positions, vit
 
 __all__ = ["RECIPES", "main"]
 
 # name -> (the recipe's main, taking the remaining argv; what it trains)
 RECIPES: dict[str, tuple[Callable[[list[str]], object], str]] = {
+    "positions-length": (
+        positions.main,
+        "chapter 3: sinusoidal, learned and RoPE positions on longer sequences",
+    ),
     "dates": (dates.main, "chapter 5: date translator (seq2seq, characters)"),
     "bert-mlm": (bert.main_mlm, "chapter 6: tiny BERT, masked-LM pretraining"),
     "bert-sentiment": (bert.main_sentiment, "chapter 6: tiny BERT, sentiment fine-tuning"),

@@ -5,6 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from tfm_edu.maps import AttentionMaps, as_attention_maps
 from tfm_edu.numpy_attention import causal_mask, padding_mask, softmax
@@ -16,6 +17,7 @@ from tfm_edu.viz import (
     encoding_waves,
     mask_heatmap,
     similarity_by_offset,
+    value_heatmap,
 )
 from tfm_edu.viz._common import ZERO_WIDTH_SPACE
 
@@ -98,14 +100,21 @@ def test_bad_input_raises_value_error_naming_it(call, message):
 
 
 def test_grid_shapes_titles_and_shared_colour_scale():
-    fig = attention_grid(_weights(6, 12, 5, 5), TOKENS, title="model view")
+    w = _weights(6, 12, 5, 5)
+    fig = attention_grid(w, TOKENS, title="model view")
     assert len(fig.data) == 72
     assert all(trace.coloraxis == "coloraxis" for trace in fig.data)
-    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
+    top = np.ceil(w.max() * 20) / 20  # the figure's largest weight, rounded up to 0.05
+    assert fig.layout.coloraxis.cmin == 0.0 and fig.layout.coloraxis.cmax == pytest.approx(top)
+    assert f"(0 to {top:.3g})" in fig.layout.coloraxis.colorbar.title.text
+    scale = fig.layout.coloraxis.colorscale  # stretched near 0: a weight of 1/4 is half-way
+    assert scale[0][1] != scale[-1][1] and len(scale) > 10
+    fixed = attention_grid(w, TOKENS, value_range=(0.0, 1.0))
+    assert (fixed.layout.coloraxis.cmin, fixed.layout.coloraxis.cmax) == (0.0, 1.0)
     texts = [a.text for a in fig.layout.annotations]
     assert "head 11" in texts and "layer 5" in texts
     assert "layer 2, head 7" in fig.data[2 * 12 + 7].hovertemplate
-    assert fig.layout.width <= 1000  # fits a laptop's notebook column
+    assert fig.layout.width <= 960  # fits a laptop's notebook column
 
 
 def test_heads_grid_wraps_into_rows():
@@ -183,3 +192,120 @@ def test_attention_heatmap_value_range_spans_raw_scores():
     fig = attention_heatmap(scores, ["a", "b"], backend="matplotlib", value_range=None)
     assert fig.axes[0].images[0].get_clim() == (-3.0, 5.0)
     assert attention_heatmap(np.eye(2), ["a", "b"]).data[0].zmax == 1.0
+
+
+# ------------------------------------------------------------------ readable as a learner sees it
+
+
+def _tick_labels(axis):
+    """The labels an axis shows: ticktext, with the invisible repeat marks removed."""
+    return _visible(axis.ticktext)
+
+
+def _words(n):
+    return [f"w{i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 16, 64])
+def test_every_token_has_its_tick_label_in_one_map(n):
+    tokens = _words(n)
+    fig = attention_heatmap(_weights(n, n), tokens, title="toy layer (untrained), head 0")
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.tickmode == "array" and _tick_labels(axis) == tokens
+        assert list(axis.tickvals) == list(fig.data[0].x)  # one tick on every category
+        assert "labelled" not in axis.title.text
+    assert fig.layout.meta["label_stride"] == {"x": 1, "y": 1}
+    assert fig.layout.width <= 960
+
+
+def test_one_token_keeps_its_title_and_a_full_colour_bar():
+    title = "toy layer (untrained), head 0"
+    fig = attention_heatmap([[1.0]], ["a"], title=title)
+    margin = fig.layout.margin
+    plot_w = fig.layout.width - margin.l - margin.r
+    plot_h = fig.layout.height - margin.t - margin.b
+    assert fig.layout.width >= 8 * len(title)  # ~8 px a character at plotly's title font
+    assert plot_h >= 200 and plot_w >= 150
+    bar = fig.data[0].colorbar
+    assert bar.lenmode == "pixels" and 150 <= bar.len <= plot_h
+    assert bar.title.text == "weight (0 to 1)"
+    two = attention_heatmap(_weights(2, 2), ["a", "b"])
+    assert two.data[0].colorbar.len >= 150  # two tokens do not squash it either
+
+
+def test_long_cross_attention_keeps_a_readable_colour_bar():
+    date = list("Wednesday, September 23, 2026")  # 29 input characters, 11 output
+    fig = attention_heatmap(_weights(11, len(date)), _words(11), date)
+    assert fig.data[0].colorbar.len >= 150
+    assert _tick_labels(fig.layout.xaxis) == [c if c.strip() else "' '" for c in date]
+
+
+def test_grid_labels_every_token_at_16_and_thins_with_a_note_at_64():
+    fig = attention_grid(_weights(12, 16, 16), _words(16), title="every head")
+    rows = {fig.layout[t.yaxis.replace("y", "yaxis")].domain for t in fig.data}
+    assert len(rows) == 3  # 12 heads of 16 tokens wrap 3 x 4, not 2 x 6, to keep the labels
+    shown = [a for k, a in fig.layout.to_plotly_json().items() if k.startswith(("xaxis", "yaxis"))]
+    labelled = [a for a in shown if a.get("showticklabels")]
+    assert len(labelled) == 4 + 3  # the bottom row's x axes and the left column's y axes
+    assert all(_visible(a["ticktext"]) == _words(16) for a in labelled)
+    texts = [a.text for a in fig.layout.annotations]
+    assert "key" in texts and "query" in texts  # axis titles on the grid
+    big = attention_grid(_weights(4, 64, 64), _words(64))
+    assert big.layout.meta["label_stride"] == {"x": 2, "y": 2}
+    assert _visible(big.layout.xaxis.ticktext) == _words(64)[::2]
+    texts = [a.text for a in big.layout.annotations]
+    assert "key (every 2nd token labelled; hover for all)" in texts
+    assert "query (every 2nd token labelled; hover for all)" in texts
+
+
+def test_model_view_at_16_tokens_says_how_it_thins_labels():
+    fig = attention_grid(_weights(6, 12, 16, 16), _words(16))
+    stride = fig.layout.meta["label_stride"]["x"]
+    assert stride > 1 and _visible(fig.layout.xaxis.ticktext) == _words(16)[::stride]
+    assert any(f"every {stride}" in a.text for a in fig.layout.annotations if a.text)
+
+
+def test_value_heatmap_labels_what_it_shows_with_a_diverging_scale():
+    cosines = np.array([[1.0, 0.6, -0.2], [0.6, 1.0, 0.1], [-0.2, 0.1, 1.0]])
+    names = ["A man plays.", "Music plays.", "Stocks fell."]
+    kwargs = {"row_title": "sentence", "col_title": "sentence", "value_title": "cosine"}
+    fig = value_heatmap(cosines, names, names, value_range=(-1, 1), diverging=True, **kwargs)
+    heatmap = fig.data[0]
+    assert (heatmap.zmin, heatmap.zmid, heatmap.zmax) == (-1.0, 0.0, 1.0)
+    assert heatmap.colorbar.title.text == "cosine (-1 to 1)"
+    assert fig.layout.xaxis.title.text == "sentence" and "query" not in heatmap.hovertemplate
+    colors = heatmap.colorscale
+    assert colors[0][1] != colors[-1][1]  # blue to red, not white to blue
+    auto = value_heatmap(cosines - 0.5, names, names, diverging=True, **kwargs)
+    assert auto.data[0].zmin == pytest.approx(-0.7) and auto.data[0].zmax == pytest.approx(0.7)
+    stats = value_heatmap(
+        [[0.2, 0.7]], ["layer 0"], ["head 0", "head 1"],
+        row_title="layer", col_title="head", value_title="share on [CLS]", value_range=(0, 1),
+    )  # fmt: skip
+    assert stats.layout.yaxis.title.text == "layer" and "[CLS] (0 to 1)" in (
+        stats.data[0].colorbar.title.text
+    )
+    figure = value_heatmap(cosines, names, names, backend="matplotlib", diverging=True, **kwargs)
+    assert figure.axes[0].get_xlabel() == "sentence" and figure.axes[0].images[0].get_clim() == (
+        -1.0,
+        1.0,
+    )
+    with pytest.raises(ValueError, match="col_labels has 2 labels"):
+        value_heatmap(cosines, names, names[:2], **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(8, 7), (11, 29), (1, 1)])
+def test_matplotlib_colour_bar_stays_below_the_title(shape):
+    rows, cols = _words(shape[0]), [f"k{i}" for i in range(shape[1])]
+    title = 'where "bad" attends\nin "the movie was not very bad ."'
+    fig = attention_heatmap(_weights(*shape), rows, cols, title=title, backend="matplotlib")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax, bar = fig.axes
+    renderer = canvas.get_renderer()
+    title_bottom = ax.title.get_window_extent(renderer).y0
+    assert bar.get_window_extent(renderer).y1 <= title_bottom + 1
+    assert bar.get_window_extent(renderer).y1 <= ax.get_window_extent(renderer).y1 + 2
+    assert "weight (0 to 1)" in bar.get_ylabel()
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == cols  # every key labelled

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tfm_edu.analysis import date_output_note, reads_as_date, valid_iso_date
 from tfm_edu.data.toy import toy_attention
 from tfm_edu.maps import AttentionMaps
 from tfm_edu.positional import sinusoidal_encoding
@@ -46,6 +47,8 @@ def test_a_500_token_sentence_pages_instead_of_failing():
     explorer.set_sentence(" ".join(f"w{i}" for i in range(500)))
     assert "500 tokens" in explorer.message and "tokens 0–63" in explorer.message
     assert len(explorer.figure.data[0].x) == 64
+    ticks = [t.replace(ZERO_WIDTH_SPACE, "") for t in explorer.figure.layout.xaxis.ticktext]
+    assert ticks == [f"w{i}" for i in range(64)]  # a window of 64 keeps every label
     assert explorer.query_slider.max == 500 - 64 and explorer.query_slider.layout.display == ""
     explorer.query_slider.value = 436
     assert _ticks(explorer.figure)[-1] == "w499" and "tokens 436–499" in explorer.message
@@ -124,12 +127,63 @@ def test_display_and_bad_arguments():
     bundle = explorer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"].startswith("AttentionExplorer")
+    assert "run this cell" in bundle["text/plain"]  # not "run this notebook in JupyterLab"
     with pytest.raises(ValueError, match="callable"):
         AttentionExplorer("not a model")
     with pytest.raises(ValueError, match="head must be one of"):
         explorer.set_view(head=99)
     with pytest.raises(ValueError, match="max_tokens"):
         AttentionExplorer(toy_attention, max_tokens=0)
+
+
+def test_hint_says_whether_rows_sum_to_1():
+    explorer = AttentionExplorer(toy_attention)
+    assert "each row sums to 1" in explorer.hint and "need not" not in explorer.hint
+    explorer.set_view(head="all")
+    assert "largest weight" in explorer.hint  # grids scale to their maximum
+
+    def a_to_b(a, b):  # a sub-block: A's attention on B only, rows sum to less than 1
+        keys = b.split()
+        return AttentionMaps(a.split(), np.full((1, 2, len(a.split()), len(keys)), 0.1), keys)
+
+    pair = AttentionExplorer(
+        {"MiniLM: sentence A -> sentence B": a_to_b, "whole": lambda a, b: toy_attention(a)},
+        pair=True,
+        sentence="a man plays",
+        sentence_b="someone plays music",
+    )
+    assert "need not sum to 1" in pair.hint and "each row sums to 1" not in pair.hint
+    pair.model_dropdown.value = "whole"
+    assert "each row sums to 1" in pair.hint
+    width = int(pair.model_dropdown.layout.width.removesuffix("px"))
+    assert width >= 8 * len("MiniLM: sentence A -> sentence B") + 50  # the option is not cut
+
+
+def _fake_translator(sentence):
+    output = "2003-03-0" if sentence == "a" else "1998-03-03"
+    queries = [*output, "[EOS]"]
+    weights = np.full((2, 4, len(queries), len(sentence)), 1 / len(sentence))
+    return AttentionMaps(queries, weights, list(sentence), ["cross 0", "cross 1"])
+
+
+def test_translator_note_says_when_the_output_is_made_up():
+    explorer = AttentionExplorer(
+        _fake_translator, sentence="3rd of March 1998", note=date_output_note
+    )
+    assert explorer.message == "" and explorer.figure is not None
+    explorer.set_sentence("a")
+    assert "made up" in explorer.message and '"2003-03-0"' in explorer.message
+    assert explorer.figure is not None  # the map is still drawn, with the warning above it
+    assert reads_as_date("Tuesday,  march 3,1998") and not reads_as_date("3/4/1998")
+    assert not valid_iso_date("1999-02-31") and valid_iso_date("1998-03-03")
+
+    def broken_note(sentence, maps):
+        raise RuntimeError("oops")
+
+    explorer = AttentionExplorer(_fake_translator, sentence="a", note=broken_note)
+    assert "note for this input failed" in explorer.message and explorer.figure is not None
+    with pytest.raises(ValueError, match="note must be a callable"):
+        AttentionExplorer(toy_attention, note="not callable")
 
 
 def test_positional_explorer_updates_for_every_control():

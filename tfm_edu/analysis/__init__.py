@@ -4,8 +4,12 @@ Every function takes a model (and its tokenizer) or arrays and returns numbers, 
 `tfm_edu.maps.AttentionMaps`; nothing here loads a checkpoint or draws (`tfm_edu.pretrained`
 loads, `tfm_edu.viz` draws).
 
+- `ablation`   ch 6-7: `ablate_heads`, switching heads off inside a `with` block, and
+               `single_head_ablations`, the effect of each head switched off in turn
 - `rollout`    ch 8: attention rollout through a ViT, [CLS] attention per head
-- `positions`  ch 3 and 8: RoPE's rotated copies, similarity of learned position vectors
+- `shapes`     ch 4-8: every tensor's shape through a model of the course (`trace_shapes`)
+- `positions`  ch 3 and 8: RoPE's rotated copies, similarity of learned position vectors,
+               accuracy of the shift task by length and by position (length generalisation)
 - `probes`     ch 6-7: BERT attention maps for the explorer, `attention_to` (optionally
                without [CLS]/[SEP]), `compare_attention` over many sentences, head statistics,
                norm-weighted attention
@@ -14,8 +18,12 @@ loads, `tfm_edu.viz` draws).
                sentence, attention to the negator and to the second clause
 - `metrics`    exact match of a translator, predictions and accuracy of a classifier,
                binary-classification metrics
+- `date_notes` ch 5: whether a text is a date the translator was trained on, and the note the
+               explorer shows when its output is made up
 """
 
+from tfm_edu.analysis.ablation import ablate_heads, attention_layers, single_head_ablations
+from tfm_edu.analysis.date_notes import date_output_note, reads_as_date, valid_iso_date
 from tfm_edu.analysis.masked_lm import (
     agreement_accuracy,
     fill_mask,
@@ -23,7 +31,13 @@ from tfm_edu.analysis.masked_lm import (
     polarity_accuracy,
 )
 from tfm_edu.analysis.metrics import accuracy, classification_metrics, exact_match, predict
-from tfm_edu.analysis.positions import position_similarity, rotated_copies, similarity_by_distance
+from tfm_edu.analysis.positions import (
+    position_similarity,
+    rotated_copies,
+    shift_accuracy_by_length,
+    shift_accuracy_by_position,
+    similarity_by_distance,
+)
 from tfm_edu.analysis.probes import (
     MAX_TOKENS,
     SPECIAL_TOKENS,
@@ -45,15 +59,20 @@ from tfm_edu.analysis.sentiment import (
     bag_of_words_probabilities,
     sentiment_probabilities,
 )
+from tfm_edu.analysis.shapes import ShapeConfig, ShapeTrace, shape_symbols, trace_shapes
 
 __all__ = [
     "MAX_TOKENS",
     "SPECIAL_TOKENS",
     "AttentionComparison",
     "AttentionTo",
+    "ShapeConfig",
+    "ShapeTrace",
+    "ablate_heads",
     "accuracy",
     "accuracy_by_kind",
     "agreement_accuracy",
+    "attention_layers",
     "attention_rollout",
     "attention_to",
     "attention_to_negator",
@@ -64,6 +83,7 @@ __all__ = [
     "classification_metrics",
     "cls_attention",
     "compare_attention",
+    "date_output_note",
     "exact_match",
     "fill_mask",
     "head_statistics",
@@ -72,8 +92,15 @@ __all__ = [
     "polarity_accuracy",
     "position_similarity",
     "predict",
+    "reads_as_date",
     "rotated_copies",
     "sentiment_probabilities",
+    "shift_accuracy_by_length",
+    "shift_accuracy_by_position",
+    "shape_symbols",
+    "single_head_ablations",
     "similarity_by_distance",
+    "trace_shapes",
+    "valid_iso_date",
     "without_special",
 ]

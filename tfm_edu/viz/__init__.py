@@ -7,9 +7,24 @@ Every notebook imports its views from here: `from tfm_edu.viz import attention_h
 """
 
 from tfm_edu.viz.attention_explorer import AttentionExplorer  # chapters 1, 5-7
-from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap, mask_heatmap  # chapters 1-7
+from tfm_edu.viz.diagrams import (  # chapters 4-6, 8: the architectures as block diagrams
+    bert_diagram,
+    decoder_layer_diagram,
+    encoder_layer_diagram,
+    norm_placement_diagram,
+    seq2seq_diagram,
+    vit_diagram,
+)
+from tfm_edu.viz.heatmaps import (  # chapters 1-7
+    attention_grid,
+    attention_heatmap,
+    mask_heatmap,
+    value_heatmap,  # chapters 6-7: matrices that are not attention
+)
+from tfm_edu.viz.length_views import length_generalisation_figure  # chapter 3
 from tfm_edu.viz.positional_explorer import PositionalEncodingExplorer  # chapter 3
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
+from tfm_edu.viz.shape_tracer import ShapeTracer  # chapters 4-8
 from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule, smooth  # ch 4-8
 from tfm_edu.viz.vit_explorer import ViTAttentionExplorer  # chapter 8
 from tfm_edu.viz.vit_views import (  # chapter 8
@@ -28,6 +43,7 @@ from tfm_edu.viz.vit_views import (  # chapter 8
 __all__ = [
     "AttentionExplorer",
     "PositionalEncodingExplorer",
+    "ShapeTracer",
     "ViTAttentionExplorer",
     "attention_grid",
     "attention_heatmap",
@@ -37,6 +53,7 @@ __all__ = [
     "encoding_heatmap",
     "encoding_waves",
     "examples_figure",
+    "length_generalisation_figure",
     "mask_heatmap",
     "overlay_gallery",
     "patch_grid",
@@ -47,4 +64,11 @@ __all__ = [
     "position_similarity_figure",
     "similarity_by_offset",
     "smooth",
+    "value_heatmap",
+    "bert_diagram",
+    "decoder_layer_diagram",
+    "encoder_layer_diagram",
+    "norm_placement_diagram",
+    "seq2seq_diagram",
+    "vit_diagram",
 ]

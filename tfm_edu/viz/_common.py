@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 
 import numpy as np
 
@@ -14,6 +15,9 @@ ATTENTION_COLORSCALE = "Blues"  # white = 0, dark blue = 1: empty cells read as 
 ZERO_WIDTH_SPACE = "\u200b"
 MASK_COLORS = ("#e2e2e2", "#2f6db3")  # blocked, may attend
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": False}
+DIVERGING_COLORSCALE = "RdBu_r"  # blue < 0 < red, white at 0: for signed values (cosines)
+NOTEBOOK_WIDTH_PX = 950  # a JupyterLab notebook column on a laptop (1400 px window)
+MIN_LABEL_PX = 9  # one tick label per this many pixels at least: closer labels overlap
 
 
 def check_backend(backend: str) -> str:
@@ -84,6 +88,76 @@ def plotly_tick_text(categories: list[str], limit: int = 14) -> dict:
     if all(len(c.rstrip(ZERO_WIDTH_SPACE)) <= limit for c in categories):
         return {}
     return {"tickvals": categories, "ticktext": [short(c, limit) for c in categories]}
+
+
+def label_stride(cell_px: float, min_px: float = MIN_LABEL_PX) -> int:
+    """Label every k-th row/column so that labels stay `min_px` apart: 1 = every one."""
+    return max(1, math.ceil(min_px / max(cell_px, 1e-6) - 1e-9))
+
+
+def thinning_note(stride: int, what: str = "token") -> str:
+    """'' for stride 1, else e.g. 'every 2nd token labelled; hover for all' (for axis titles)."""
+    if stride <= 1:
+        return ""
+    suffix = (
+        "th" if 11 <= stride % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(stride % 10, "th")
+    )
+    return f"every {stride}{suffix} {what} labelled; hover for all"
+
+
+def axis_title(name: str, stride: int, what: str = "token") -> str:
+    """'key', or 'key (every 2nd token labelled; hover for all)' when labels are thinned."""
+    note = thinning_note(stride, what)
+    return f"{name} ({note})" if note else name
+
+
+def plotly_ticks(labels: list[str], stride: int = 1, font_px: float = 11) -> dict:
+    """Explicit ticks for a category axis: every `stride`-th label, shortened (hover has all).
+
+    The tick values are the axis categories (`plotly_categories(labels)`), so a test or a
+    browser can read each row's label from the layout: `tickvals` / `ticktext`.
+    """
+    categories = plotly_categories(labels)
+    shown = range(0, len(labels), max(1, stride))
+    return {
+        "tickmode": "array",
+        "tickvals": [categories[i] for i in shown],
+        "ticktext": [plotly_categories([short(labels[i])])[0] for i in shown],
+        "tickfont": {"size": int(round(font_px))},
+    }
+
+
+def range_text(vmin: float, vmax: float) -> str:
+    """'0 to 1', '-1 to 1', '0 to 0.45': the colour bar's range, said in words."""
+    return f"{vmin:.3g} to {vmax:.3g}"
+
+
+def title_pixels(title: str | None, font_px: float = 16) -> int:
+    """Rough width of a (possibly multi-line) figure title in pixels, with some room."""
+    if not title:
+        return 0
+    longest = max(len(line) for line in title.replace("<br>", "\n").split("\n"))
+    return int(0.58 * font_px * longest) + 60
+
+
+def stretched_colorscale(name: str = ATTENTION_COLORSCALE, steps: int = 21) -> list:
+    """A plotly colour scale whose colours change fastest near 0 (colour = scale(sqrt(value))).
+
+    Attention spread over 16 or 64 tokens gives weights of 0.02-0.1, which a linear white-to-blue
+    scale draws as white; the square root shows them pale blue, while the colour bar still reads
+    in weights. Matplotlib's equivalent is `PowerNorm(gamma=0.5)`.
+    """
+    from plotly.colors import sample_colorscale
+
+    positions = [i / (steps - 1) for i in range(steps)]
+    colors = sample_colorscale(name, [math.sqrt(p) for p in positions])
+    return [[p, c] for p, c in zip(positions, colors, strict=True)]
+
+
+def nice_max(values, step: float = 0.05) -> float:
+    """The data's maximum rounded up to a multiple of `step` (at least `step`, at most 1)."""
+    top = float(np.max(values)) if np.size(values) else 1.0
+    return float(min(max(math.ceil(top / step - 1e-9) * step, step), 1.0))
 
 
 def matplotlib_label(label: str, limit: int = 14) -> str:

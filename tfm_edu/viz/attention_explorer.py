@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
+
 from tfm_edu.maps import AttentionMaps, as_attention_maps
 from tfm_edu.viz.explorer import Explorer
 from tfm_edu.viz.heatmaps import attention_grid, attention_heatmap
@@ -21,8 +23,14 @@ DEFAULT_SENTENCE_B = "It fell asleep in the sun."
 ALL = "all"
 _HINT = (
     "Rows are queries (the token that looks), columns are keys (the tokens it looks at). "
-    "Hover a cell for its weight; each row sums to 1."
+    "Hover a cell for its weight; "
 )
+_ROWS_SUM_TO_1 = "each row sums to 1."
+_ROWS_ARE_PART = (
+    "this map is part of each row: the rest of a row's attention goes to tokens not shown, so "
+    "a row need not sum to 1."
+)
+_GRID_SCALE = " In a grid the colour scale runs from 0 to the figure's largest weight."
 
 
 class AttentionExplorer(Explorer):
@@ -38,6 +46,7 @@ class AttentionExplorer(Explorer):
         sentence_b: str | None = None,
         layer: int | str = 0,
         head: int | str = 0,
+        note: Callable | None = None,
     ) -> None:
         """
         Args:
@@ -52,6 +61,9 @@ class AttentionExplorer(Explorer):
             sentence_b: the second sentence shown first in pair mode.
             layer: the layer shown first (an index, or "all" for the layers x heads grid).
             head: the head shown first (an index, or "all" for a grid of heads).
+            note: optional `(sentence, maps) -> str | None` (with `pair=True`:
+                `(sentence_a, sentence_b, maps)`): a note shown above the figure, e.g. that
+                the model's output for this input is made up.
         """
         import ipywidgets as widgets
 
@@ -60,6 +72,9 @@ class AttentionExplorer(Explorer):
             raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
         self.max_tokens = max_tokens
         self.pair = bool(pair)
+        if note is not None and not callable(note):
+            raise ValueError(f"note must be a callable or None, got {type(note).__name__}")
+        self.note = note
         self.current_maps: AttentionMaps | None = None  # what the model returned last
         self.figure = None  # the plotly figure shown last (None when only a message is shown)
         self.error: Exception | None = None  # the exception the model raised last, if any
@@ -85,11 +100,15 @@ class AttentionExplorer(Explorer):
             style={"description_width": "80px"},
         )
         names = list(self.models)
+        longest = max(len(name) for name in names)  # the widest option must not be cut
         self.model_dropdown = widgets.Dropdown(
             options=names,
             value=names[0],
             description="model",
-            layout=widgets.Layout(width="260px", display="" if len(names) > 1 else "none"),
+            layout=widgets.Layout(
+                width=f"{min(max(260, 8 * longest + 100), 560)}px",
+                display="" if len(names) > 1 else "none",
+            ),
             style={"description_width": "50px"},
         )
         self.layer_dropdown = widgets.Dropdown(
@@ -120,7 +139,7 @@ class AttentionExplorer(Explorer):
                 self._row([self.model_dropdown, self.layer_dropdown, self.head_dropdown]),
                 self._row([self.query_slider, self.key_slider]),
             ],
-            hint=_HINT,
+            hint=_HINT + _ROWS_SUM_TO_1,
         )
         for control in (self.sentence_box, self.sentence_b_box, self.model_dropdown):
             control.observe(self._on_input, names="value")
@@ -198,7 +217,15 @@ class AttentionExplorer(Explorer):
         if maps.attentions.shape[2] == 0 or maps.attentions.shape[3] == 0:
             return [("info", f"{name} returned no tokens for this input: try some words.")]
         self.current_maps = maps
-        return [("notice", maps.notice)] if maps.notice else []
+        notes = [("notice", maps.notice)] if maps.notice else []
+        if self.note is not None:
+            try:
+                text = self.note(text_a, text_b, maps) if self.pair else self.note(text_a, maps)
+            except Exception as error:  # a note must never hide the figure
+                text = f"(the note for this input failed: {_short(error)})"
+            if text:
+                notes.append(("notice", str(text)))
+        return notes
 
     def _refresh_controls(self, maps: AttentionMaps) -> None:
         layer, head = self.layer_dropdown.value, self.head_dropdown.value
@@ -234,7 +261,18 @@ class AttentionExplorer(Explorer):
             except Exception as error:  # a bug in drawing must not dump a traceback either
                 notes.append(("error", f"Could not draw these maps: {_short(error)}"))
         self._show_notes(notes)
+        self._set_hint(self._hint(maps))
         self._show_plotly(self.figure)
+
+    def _hint(self, maps: AttentionMaps | None) -> str:
+        """How to read the figure shown: do its rows sum to 1 (a sub-block's do not)?"""
+        if maps is None:
+            return _HINT + _ROWS_SUM_TO_1
+        sums = maps.attentions.sum(axis=-1)  # (L, H, T)
+        whole = bool(np.allclose(sums[sums > 1e-6], 1.0, atol=1e-3))  # rows with nothing: 0
+        hint = _HINT + (_ROWS_SUM_TO_1 if whole else _ROWS_ARE_PART)
+        grid = ALL in (self.layer_dropdown.value, self.head_dropdown.value)
+        return hint + (_GRID_SCALE if grid else "")
 
     def _windows(self, maps: AttentionMaps) -> tuple[slice, slice]:
         q0 = self.query_slider.value

@@ -38,12 +38,15 @@ class Explorer:
         self.output = widgets.Output(layout=widgets.Layout(min_height=f"{min_height}px"))
         self._busy = False
         heading = f"<h3 style='margin:4px 0'>{html.escape(title)}</h3>" if title else ""
-        parts = [widgets.HTML(heading), *rows, self.message_html]
-        if hint:
-            parts.append(
-                widgets.HTML(f"<span style='color:#666;font-size:90%'>{html.escape(hint)}</span>")
-            )
+        self.hint_html = widgets.HTML(layout=widgets.Layout(display="" if hint else "none"))
+        self._set_hint(hint or "")
+        parts = [widgets.HTML(heading), *rows, self.message_html, self.hint_html]
         self.widget = widgets.VBox([*parts, self.output])
+
+    def _set_hint(self, hint: str) -> None:
+        """The grey line under the notes, e.g. how to read the figure now shown."""
+        self.hint = hint
+        self.hint_html.value = f"<span style='color:#666;font-size:90%'>{html.escape(hint)}</span>"
 
     @staticmethod
     def _row(children):
@@ -82,7 +85,7 @@ class Explorer:
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs)
         name = type(self).__name__
-        bundle["text/plain"] = f"{name} (interactive: run this notebook in JupyterLab)"
+        bundle["text/plain"] = f"{name}: an interactive widget; run this cell to see it"
         return bundle
 
 

@@ -1,14 +1,29 @@
-"""Chapter 07 in a real browser: JupyterLab + headless Debian chromium, driven by Playwright.
+"""The text explorers as a learner sees them: JupyterLab + headless Debian chromium, via Playwright.
 
-Starts JupyterLab on 127.0.0.1 (fixed token, isolated Jupyter directories) on a copy of
-notebooks/07_real_bert_attention.ipynb, runs every cell, types a new sentence into the
-AttentionExplorer, presses Enter, and checks that the heatmap now shows that sentence's tokens.
-A screenshot is saved in the test's temporary directory. Run it with `make browser-test`
-(which installs chromium with apt where it can) or `pytest -m browser tests/test_browser.py`.
+One JupyterLab server (127.0.0.1, fixed token, isolated Jupyter directories) serves copies of
+the notebooks whose `AttentionExplorer`s read text (chapters 01, 02, 05, 06 and 07). For each
+notebook the test runs every cell, then drives every explorer as a learner would, through its
+own text boxes and dropdowns:
+
+- a grid view (all heads of one layer, or one head in every layer),
+- one head of one layer,
+- a one-token input ("a") and a long one (70 words, more than a window holds),
+
+and reads what the browser drew: the tick labels of every labelled axis (`.xtick text` /
+`.ytick text` in each subplot) must name every token the heatmap holds, and the figure must keep
+a readable size (figure, colour bar, its tick labels not overlapping, the title inside the
+figure). In chapter 07 a typed sentence must show its WordPiece tokens. Only the cells up to
+the last explorer run. A scratch notebook checks chapters 03 and 08's explorers: whole-number
+ticks for 2 positions x 2 dimensions, an odd d_model typed into the slider's box rounded to an
+even one (and said), and the ViT explorer's head dropdown in rollout mode. Screenshots are saved
+in the test's temporary directory. Run it with `make browser-test` (which installs chromium
+with apt where it can) or `pytest -m browser tests/test_browser.py`.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import shutil
 import signal
@@ -17,6 +32,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,7 +41,13 @@ import pytest
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "07_real_bert_attention.ipynb"
+NOTEBOOKS = [
+    "01_attention_numpy.ipynb",
+    "02_multi_head_attention_pytorch.ipynb",
+    "05_decoder_seq2seq.ipynb",
+    "06_bert_pretraining_finetuning.ipynb",
+    "07_real_bert_attention.ipynb",
+]
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "tfm-edu-browser-test"
 CHROMIUM_FLAGS = [
@@ -37,6 +60,18 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 NEW_SENTENCE = "Giraffes sleep standing up"
+SHORT = "a"
+LONG = " ".join(["the cat sat on the mat because it was tired"] * 7)  # 70 words, 250+ chars
+LONGEST = {"05": "on Tuesday, the 3rd of March 1998, in the evening"[:48]}  # its model's limit
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook on show
+MIN_FIGURE_PX = (320, 300)  # (width, height) of the whole figure
+MIN_COLORBAR_PX = 120  # height of the colour bar
+
+
+@dataclass(frozen=True)
+class _Lab:
+    url: str  # http://127.0.0.1:port
+    root: Path  # the folder it serves (notebooks/, tests/, data/)
 
 
 def _free_port() -> int:
@@ -45,9 +80,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path):
-    """A JupyterLab server on a copy of chapter 07; yields its base URL, then stops it."""
+def _require_chromium() -> None:
     if not CHROMIUM.exists():
         message = (
             "/usr/bin/chromium is missing: apt-get install -y chromium (make browser-test does)"
@@ -55,14 +88,29 @@ def jupyter_lab(tmp_path):
         if os.environ.get("REQUIRE_BROWSER") == "1":  # CI sets it: never pass by skipping
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def jupyter_lab(tmp_path_factory):
+    """A JupyterLab server on copies of the notebooks; yields its URL and folder, then stops."""
+    _require_chromium()
+    tmp_path = tmp_path_factory.mktemp("browser")
     lab = tmp_path / "lab"
     (lab / "notebooks").mkdir(parents=True)
-    shutil.copy(NOTEBOOK, lab / "notebooks" / NOTEBOOK.name)
-    (lab / "tests").symlink_to(ROOT / "tests")  # the notebook reads tests/fixtures/
+    for name in NOTEBOOKS:
+        shutil.copy(ROOT / "notebooks" / name, lab / "notebooks" / name)
+    (lab / "tests").symlink_to(ROOT / "tests")  # notebooks read tests/fixtures/
+    (lab / "data").symlink_to(ROOT / "data")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR"):
         env[name] = str(tmp_path / name.lower())
         Path(env[name]).mkdir()
+    # Every cell in the DOM (no windowing), so that each explorer's cell can be found by index.
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
     port = _free_port()
     command = [
         sys.executable, "-m", "jupyter", "lab",
@@ -88,7 +136,7 @@ def jupyter_lab(tmp_path):
                         f"JupyterLab did not start:\n{(tmp_path / 'jupyter.log').read_text()}"
                     )
                 time.sleep(0.5)
-        yield url
+        yield _Lab(url, lab)
     finally:
         server.send_signal(signal.SIGINT)  # Jupyter's clean shutdown also stops its kernels
         try:
@@ -99,16 +147,55 @@ def jupyter_lab(tmp_path):
         log.close()
 
 
-def _run_all_cells(page, attempts: int = 5) -> None:
-    """Run All, retried: a command sent right after start-up is sometimes lost (DESIGN.md).
+@pytest.fixture(scope="module")
+def browser(jupyter_lab, tmp_path_factory):
+    """One headless chromium (a fresh profile) for every notebook."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with playwright.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def _stop_kernels(url: str) -> None:
+    """Shut every kernel down, so that the next notebook has the CPUs to itself."""
+    with urllib.request.urlopen(f"{url}/api/sessions?token={TOKEN}", timeout=10) as reply:
+        sessions = json.load(reply)
+    for session in sessions:
+        request = urllib.request.Request(
+            f"{url}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE"
+        )
+        urllib.request.urlopen(request, timeout=10)
+
+
+def _run_cells_up_to(page, last: int, attempts: int = 5) -> None:
+    """Run cells 0..last (what the explorers need; later cells are not drawn on), retried: a
+    command sent right after start-up is sometimes lost (DESIGN.md).
 
     Not awaited: the command's promise only settles when every cell has run. Started means some
     input prompt shows "[*]" within a few seconds.
     """
     for _ in range(attempts):
-        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator(f"{NOTEBOOK} .jp-Cell").first.click()
         page.evaluate(
-            "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); return 1; }"
+            """(last) => { const notebook = window.jupyterapp.shell.currentWidget.content;
+            if (last + 1 >= notebook.widgets.length) {
+              window.jupyterapp.commands.execute('notebook:run-all-cells');
+            } else {
+              notebook.activeCellIndex = last + 1;
+              window.jupyterapp.commands.execute('notebook:run-all-above');
+            }
+            return 1; }""",
+            last,
         )
         try:
             page.wait_for_function(
@@ -119,64 +206,274 @@ def _run_all_cells(page, attempts: int = 5) -> None:
             return
         except Exception:  # Playwright's TimeoutError: try again
             continue
-    pytest.fail(f"Run All did not start after {attempts} attempts")
+    pytest.fail(f"Running the cells did not start after {attempts} attempts")
 
 
-def _heatmap_keys(page) -> list[str]:
-    """The x-axis labels (keys) of the first plotly figure, without plotly's invisible marks."""
-    texts = page.evaluate(
-        "Array.from(document.querySelectorAll('.js-plotly-plot')[0]"
-        ".querySelectorAll('.xtick text')).map(e => e.textContent)"
-    )
-    return [t.replace("\u200b", "").strip() for t in texts]
+def _explorer_cells(name: str) -> list[tuple[int, bool]]:
+    """(cell index, pair mode) of every code cell that shows an AttentionExplorer."""
+    notebook = json.loads((ROOT / "notebooks" / name).read_text())
+    found = []
+    for index, cell in enumerate(notebook["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "AttentionExplorer(" in source:
+            found.append((index, "pair=True" in source))
+    return found
 
 
-def test_chapter_07_explorer_shows_a_typed_sentence(jupyter_lab, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
+# What the browser drew, read from the figure's DOM and plotly's own layout: for every axis of
+# every heatmap, the categories it holds and the tick labels shown in that axis's subplot.
+_READ_FIGURE = """(plot) => {
+  const layout = plot._fullLayout;
+  const clean = (s) => String(s).replaceAll('\\u200b', '').trim();
+  const box = (e) => { const r = e.getBoundingClientRect();
+    return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, height: r.height}; };
+  const axes = [];
+  for (const trace of plot._fullData) {
+    if (trace.type !== 'heatmap') continue;
+    for (const [letter, categories] of [['x', trace.x], ['y', trace.y]]) {
+      const id = trace[letter + 'axis'];
+      const axis = layout[letter + 'axis' + id.slice(1)];
+      const ticks = plot.querySelectorAll(  // plotly names them .xtick, .x2tick, ...
+        `.subplot.${axis._mainSubplot} .${letter}axislayer-above .${axis._id}tick text`);
+      axes.push({id, letter, expected: Array.from(categories, clean),
+                 shown: Array.from(ticks, (e) => clean(e.textContent))});
+    }
+  }
+  const svg = plot.querySelector('.main-svg');
+  const title = plot.querySelector('.gtitle');
+  const bar = plot.querySelector('.colorbar');
+  const barTicks = bar ? Array.from(bar.querySelectorAll('.ytick text, .cbaxis text'), box) : [];
+  const texts = Array.from(plot.querySelectorAll('.annotation-text, .xtitle, .ytitle, .gtitle'),
+                           (e) => clean(e.textContent));
+  const stride = (layout.meta && layout.meta.label_stride) || {};
+  return {axes, texts, stride, width: layout.width, height: layout.height, svg: box(svg),
+          title: title ? {text: clean(title.textContent), box: box(title)} : null,
+          layoutTitle: clean((layout.title && layout.title.text) || ''),
+          bar: bar ? box(bar.querySelector('.cbbg') || bar) : null, barTicks};
+}"""
+
+
+# What identifies the figure a cell shows: its title and the tokens on its axes ("" while
+# plotly has not drawn it yet).
+_SIGNATURE = """(cell) => {
+  const plots = cell.querySelectorAll('.js-plotly-plot');
+  const plot = plots[plots.length - 1];
+  if (!plot || !plot._fullLayout || !plot.querySelector('.main-svg')) return '';
+  return JSON.stringify([plot._fullLayout.title && plot._fullLayout.title.text,
+                         plot.data.map((t) => [t.x, t.y])]);
+}"""
+
+
+def _check_figure(info: dict, what: str, *, grid: bool) -> None:
+    """Every token labelled on every labelled axis, and a figure of readable size."""
+    labelled = [axis for axis in info["axes"] if axis["shown"]]
+    assert labelled, f"{what}: no axis has tick labels: {info['axes']}"
+    for letter in "xy":
+        assert any(a["id"].startswith(letter) for a in labelled), f"{what}: no {letter} labels"
+    for axis in labelled:
+        # a grid may label every k-th token when cells are small, and must then say so
+        stride = int(info["stride"].get(axis["letter"], 1)) if grid else 1
+        shown = Counter(html.unescape(t) for t in axis["shown"])
+        expected = Counter(html.unescape(t) for t in axis["expected"][::stride])
+        assert shown == expected, (
+            f"{what}: axis {axis['id']} labels {sorted(shown.elements())} but holds "
+            f"{sorted(expected.elements())} (labelling every {stride})"
+        )
+        if stride > 1:
+            assert any("labelled" in text for text in info["texts"]), f"{what}: {info['texts']}"
+    width, height = MIN_FIGURE_PX
+    assert info["width"] >= width and info["height"] >= height, f"{what}: figure {info}"
+    assert info["bar"] and info["bar"]["height"] >= MIN_COLORBAR_PX, f"{what}: colour bar {info}"
+    ticks = sorted(info["barTicks"], key=lambda b: b["top"])
+    for upper, lower in zip(ticks, ticks[1:], strict=False):
+        assert upper["bottom"] <= lower["top"] + 1, f"{what}: colour bar labels overlap {ticks}"
+    if info["layoutTitle"]:
+        title, svg = info["title"], info["svg"]
+        assert title and title["text"] == info["layoutTitle"], f"{what}: title {info}"
+        inside = svg["left"] - 1 <= title["box"]["left"] and title["box"]["right"] <= svg["right"]
+        assert inside, f"{what}: the title runs out of the figure: {title} in {svg}"
+
+
+class _Explorer:
+    """One explorer's controls and figure, inside its notebook cell."""
+
+    def __init__(self, page, cell_index: int, pair: bool, name: str) -> None:
+        self.page, self.pair, self.name = page, pair, f"{name} cell {cell_index}"
+        self.cell = page.locator(f"{NOTEBOOK} .jp-Cell").nth(cell_index)
+        self.boxes = self.cell.locator(".widget-text input")
+        self.cell.scroll_into_view_if_needed()
+        self.cell.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+
+    def dropdown(self, label: str):
+        return self.cell.locator(f".widget-dropdown:has(label:text-is('{label}')) select")
+
+    def selected(self, label: str) -> str:
+        text = self.dropdown(label).evaluate("s => s.options[s.selectedIndex].text")
+        return text.replace("\xa0", " ")  # ipywidgets writes its option labels with nbsp
+
+    def _changed(self, action) -> None:
+        """Do `action`, then wait until the explorer has drawn a different figure (plotly may
+        redraw in the same element, or the Output may put a new one in its place)."""
+        before = self.cell.evaluate(_SIGNATURE)
+        action()
+        try:
+            self.page.wait_for_function(
+                f"([c, before]) => {{ const now = ({_SIGNATURE})(c); "
+                "return now !== '' && now !== before; }",
+                arg=[self.cell.element_handle(), before],
+                timeout=60_000,
+            )
+        except Exception:
+            notes = self.cell.locator(".widget-html").all_inner_texts()
+            controls = self.cell.locator(".widget-dropdown select").evaluate_all(
+                "ss => ss.map(s => [s.selectedIndex, Array.from(s.options, o => o.text)])"
+            )
+            after = self.cell.evaluate(_SIGNATURE)
+            pytest.fail(
+                f"{self.name}: no new figure; the explorer says {notes}; dropdowns {controls}; "
+                f"figure before {before[:300]!r}, now {after[:300]!r}"
+            )
+
+    def select(self, label: str, option: str) -> None:
+        if self.selected(label) != option:
+            self._changed(lambda: self.dropdown(label).select_option(label=option))
+
+    def select_layer(self, position: int) -> None:
+        """Choose the layer dropdown's option at `position` (0: all layers, 1: the first)."""
+        option = self.dropdown("layer").evaluate(f"s => s.options[{position}].text")
+        self.select("layer", option.replace("\xa0", " "))
+
+    def type(self, text: str, text_b: str | None = None) -> None:
+        for box, value in ((self.boxes.nth(0), text), (self.boxes.nth(1), text_b)):
+            if value is not None and box.input_value() != value:
+                self._changed(lambda box=box, value=value: (box.fill(value), box.press("Enter")))
+
+    def figure(self) -> dict:
+        plot = self.cell.locator(".js-plotly-plot").last
+        return plot.evaluate(_READ_FIGURE)
+
+    def check(self, what: str, *, grid: bool = False) -> dict:
+        info = self.figure()
+        _check_figure(info, f"{self.name}, {what}", grid=grid)
+        return info
+
+
+def _open_and_run(page, url: str, name: str, last: int) -> None:
+    page.goto(f"{url}/lab/tree/notebooks/{name}?reset&token={TOKEN}")  # reset: only this one
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+    _run_cells_up_to(page, last)
+    page.wait_for_function(
+        "!Array.from(document.querySelectorAll('.jp-InputPrompt'))"
+        ".some(e => e.textContent.includes('*'))",
+        timeout=180_000,
+    )  # every cell has run
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_text_explorers_label_every_token(jupyter_lab, browser, tmp_path, name):
+    cells = _explorer_cells(name)
+    assert cells, f"{name} has no AttentionExplorer cell"
+    page = browser.new_page()
+    try:
+        _open_and_run(page, jupyter_lab.url, name, last=max(index for index, _ in cells))
+        for index, pair in cells:
+            explorer = _Explorer(page, index, pair, name)
+            explorer.select("head", "all heads")  # a grid of heads (or of layers, for one head)
+            if explorer.selected("layer").startswith("all layers"):
+                explorer.select_layer(1)
+            explorer.check("all heads of one layer", grid=True)
+            explorer.select_layer(0)  # every layer x every head
+            explorer.check("every layer x every head", grid=True)
+            explorer.select_layer(1)
+            explorer.select("head", "head 0")
+            explorer.check("one head")
+            explorer.type(SHORT, "b" if pair else None)
+            explorer.check(f"input {SHORT!r}")
+            long = LONGEST.get(name[:2], LONG)
+            explorer.type(long, long if pair else None)
+            explorer.check(f"a {len(long.split())}-word, {len(long)}-character input")
+            if name.startswith("07") and not pair:
+                _check_typed_sentence(explorer)
+        page.screenshot(path=str(tmp_path / f"{name}.png"), timeout=30_000)
+    finally:
+        page.close()
+        _stop_kernels(jupyter_lab.url)
+
+
+def _check_typed_sentence(explorer: _Explorer) -> None:
+    """Chapter 07: a typed sentence shows its own WordPiece tokens on the axis."""
     from tfm_edu.pretrained import minilm_dir
     from tfm_edu.tokenize import WordPiece
 
     expected = WordPiece.from_file(minilm_dir() / "vocab.txt").encoding(NEW_SENTENCE).tokens
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            page = browser.new_page()
-            page.goto(f"{jupyter_lab}/lab/tree/notebooks/{NOTEBOOK.name}?token={TOKEN}")
-            page.wait_for_selector(".jp-Notebook", timeout=120_000)
-            page.wait_for_selector(
-                '.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000
-            )
-            _run_all_cells(page)
-            page.wait_for_function(
-                "!Array.from(document.querySelectorAll('.jp-InputPrompt'))"
-                ".some(e => e.textContent.includes('*'))",
-                timeout=240_000,
-            )  # every cell has run
-            page.wait_for_selector(".widget-text input", timeout=60_000)
-            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
-            before = _heatmap_keys(page)
-            assert before and before != expected
+    explorer.type(NEW_SENTENCE)
+    info = explorer.check("a typed sentence")
+    keys = [html.unescape(t) for t in info["axes"][0]["expected"]]
+    assert keys == expected
 
-            box = page.locator(".widget-text input").first
-            box.fill(NEW_SENTENCE)
-            box.press("Enter")
-            page.wait_for_function(
-                "(expected) => { const plot = document.querySelectorAll('.js-plotly-plot')[0];"
-                " const ticks = Array.from(plot.querySelectorAll('.xtick text'))"
-                ".map(e => e.textContent.replaceAll('\\u200b', '').trim());"
-                " return ticks.join('|') === expected.join('|'); }",
-                arg=expected,
-                timeout=60_000,
-            )
-            assert _heatmap_keys(page) == expected
-            page.locator(".widget-text input").first.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / "chapter07_explorer.png"), timeout=30_000)
-        finally:
-            browser.close()
-    assert (tmp_path / "chapter07_explorer.png").stat().st_size > 10_000
+
+# Chapters 03 and 08's explorers, each in a scratch notebook of one cell (no text to type, but
+# controls a learner can misuse): typing an odd d_model into the slider's number box, a figure
+# of 2 positions x 2 dimensions, and the ViT explorer's head dropdown in rollout mode.
+_WIDGET_CELLS = [
+    "from tfm_edu.viz import PositionalEncodingExplorer\n"
+    "PositionalEncodingExplorer(d_model=2, n_positions=2, kind='rope')",
+    "import torch\nfrom tfm_edu.models.vit import ViT, ViTConfig\n"
+    "from tfm_edu.viz import ViTAttentionExplorer\ntorch.manual_seed(0)\n"
+    "ViTAttentionExplorer(ViT(ViTConfig.tiny()), torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]))",
+]
+
+
+def _fits(select) -> bool:
+    """Whether a dropdown's chosen option is drawn whole (text + arrow inside the box)."""
+    return select.evaluate(
+        "s => { const c = document.createElement('canvas').getContext('2d');"
+        " c.font = getComputedStyle(s).font;"
+        " return c.measureText(s.options[s.selectedIndex].text).width + 24 <= s.clientWidth; }"
+    )
+
+
+def test_positional_and_vit_explorer_controls(jupyter_lab, browser):
+    import nbformat
+
+    name = "widget_controls.ipynb"
+    chapter = nbformat.read(ROOT / "notebooks" / NOTEBOOKS[0], 4)  # its kernel: no dialog
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(source) for source in _WIDGET_CELLS],
+        metadata=chapter.metadata,
+    )
+    nbformat.write(notebook, Path(jupyter_lab.root) / "notebooks" / name)
+    page = browser.new_page()
+    try:
+        _open_and_run(page, jupyter_lab.url, name, last=len(_WIDGET_CELLS) - 1)
+        cells = page.locator(f"{NOTEBOOK} .jp-Cell")
+        positional, vit = cells.nth(0), cells.nth(1)
+        positional.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+        ticks = positional.locator(".js-plotly-plot").last.evaluate(
+            "p => Array.from(p.querySelectorAll('.xtick text, .ytick text'), e => e.textContent)"
+        )
+        assert ticks and all(t.replace("\u2212", "-").lstrip("-").isdigit() for t in ticks), ticks
+        slider = positional.locator(".widget-slider:has(label:text-is('d_model'))")
+        readout = slider.locator(".widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("3")
+        page.keyboard.press("Enter")
+        positional.get_by_text("rounded up to 4").wait_for(timeout=30_000)
+        assert readout.inner_text().strip() == "4"
+        assert "Error" not in " ".join(positional.locator(".widget-html").all_inner_texts())
+
+        vit.locator(".widget-output img").first.wait_for(timeout=60_000)
+        head = vit.locator(".widget-dropdown:has(label:text-is('head')) select")
+        layer = vit.locator(".widget-dropdown:has(label:text-is('layer')) select")
+        shown = head.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
+        assert shown == "all heads (rollout)" and head.is_disabled()
+        assert _fits(head) and _fits(layer)
+        layer.select_option(label="layer 0")
+        page.wait_for_function("s => !s.disabled", arg=head.element_handle(), timeout=30_000)
+        shown = head.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
+        assert shown == "mean of heads" and _fits(head)
+    finally:
+        page.close()
+        _stop_kernels(jupyter_lab.url)

@@ -101,7 +101,11 @@ def _rollout_cls_self(explorer):
 
 def test_overlay_gallery():
     fig = vit_views.overlay_gallery(np.zeros((3, 1, 8, 8)), np.ones((3, 4)), 4, ["a", "b", "c"])
-    assert len(fig.axes) == 8
+    assert len(fig.axes) == 8 + 1  # a row of 8 panels and the shared colour bar
+    own = vit_views.overlay_gallery(
+        np.zeros((3, 1, 8, 8)), np.ones((3, 4)), 4, ["a", "b", "c"], shared_scale=False
+    )
+    assert len(own.axes) == 8
     with pytest.raises(ValueError, match="captions"):
         vit_views.overlay_gallery(np.zeros((3, 1, 8, 8)), np.ones((3, 4)), 4, ["a"])
 
@@ -124,3 +128,55 @@ def test_similarity_by_distance_reads_the_grid():
         ]
     )
     assert similarity_by_distance(similarity)[1] == pytest.approx(expected)
+
+
+def test_overlay_scale_does_not_stretch_a_flat_map():
+    flat = np.array([0.22, 0.19, 0.19, 0.17])  # a nearly even spread over 4 patches
+    assert vit_views.overlay_vmax(flat) == 0.5  # twice the uniform share 1/4
+    assert vit_views.overlay_vmax(np.array([0.9, 0.05, 0.03, 0.02])) == 0.9
+    with pytest.raises(ValueError, match=r"\(P,\)"):
+        vit_views.overlay_vmax(np.ones((2, 2, 2)))
+    fig = vit_views.attention_overlay(_image(), flat, 4, vmax=0.5, colorbar="weight per patch")
+    image, bar = fig.axes[0].images[0], fig.axes[1]
+    assert image.get_clim() == (0.0, 0.5)
+    np.testing.assert_allclose(np.unique(image.get_array()), np.unique(flat))  # real values
+    colours = image.cmap(image.norm(flat))  # (4, RGBA): 0.17..0.22 of 0.5 are close colours
+    assert np.abs(colours[:, :3] - colours[0, :3]).max() < 0.25
+    assert bar.get_ylabel() == "weight per patch"
+    assert any("uniform 1/4" in text.get_text() for text in bar.texts)
+    assert [line.get_ydata()[0] for line in bar.lines] == [0.25]
+
+
+def test_overlay_gallery_shares_one_scale_with_a_colour_bar():
+    values = np.array([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+    fig = vit_views.overlay_gallery(np.zeros((2, 1, 8, 8)), values, 4, ["a", "b"], columns=2)
+    assert len(fig.axes) == 3 and fig.axes[-1].get_ylabel() == "weight per patch"
+    assert {ax.images[0].get_clim() for ax in fig.axes[:2]} == {(0.0, 0.5)}
+    np.testing.assert_allclose(np.unique(fig.axes[1].images[0].get_array()), 0.25)
+
+
+def test_explorer_rollout_mode_says_all_heads_and_restores_the_head():
+    torch.manual_seed(0)
+    images, labels = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2])
+    explorer = ViTAttentionExplorer(ViT(ViTConfig.tiny()), images, labels)
+    assert explorer.layer_dropdown.value == "rollout"
+    assert explorer.head_dropdown.label == "all heads (rollout)"
+    assert explorer.head_dropdown.disabled and not explorer.discard_slider.disabled
+    explorer.layer_dropdown.value = 0
+    assert explorer.head_dropdown.label == "mean of heads" and not explorer.head_dropdown.disabled
+    explorer.head_dropdown.value = 1
+    explorer.layer_dropdown.value = "rollout"  # as a learner clicks: the stale head disappears
+    assert explorer.head_dropdown.label == "all heads (rollout)"
+    assert "head 1" not in explorer.message
+    explorer.layer_dropdown.value = 1
+    assert explorer.head_dropdown.value == 1  # the head chosen before comes back
+    assert "layer 1, head 1" in explorer.message
+    explorer.set_view(layer="rollout", head=0)
+    assert explorer.head_dropdown.label == "all heads (rollout)"
+    explorer.set_view(layer=0)
+    assert explorer.head_dropdown.value == 0
+    # the widths leave room for the longest option: ~7 px per character plus the description
+    assert int(explorer.head_dropdown.layout.width.rstrip("px")) >= 45 + 7 * len(
+        "all heads (rollout)"
+    )
+    assert "1/4 per patch" in explorer.message

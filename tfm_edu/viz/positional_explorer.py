@@ -48,6 +48,10 @@ class PositionalEncodingExplorer(Explorer):
         """
         import ipywidgets as widgets
 
+        if d_model % 2 or not 2 <= d_model <= 256:
+            raise ValueError(
+                f"d_model must be even and in 2..256 (RoPE rotates pairs), got {d_model}"
+            )
         if kind not in dict(KINDS).values() or view not in dict(VIEWS).values():
             raise ValueError(
                 f"kind must be one of {[k for _, k in KINDS]} and view one of "
@@ -55,6 +59,7 @@ class PositionalEncodingExplorer(Explorer):
             )
         self.table = None  # the (N, D) array drawn last
         self.figure = None  # the plotly figure drawn last
+        self._control_notes: list[str] = []  # what a control corrected, said at the next draw
         style = {"description_width": "80px"}
         self.kind_toggle = widgets.ToggleButtons(options=KINDS, value=kind, description="encoding")
         self.view_toggle = widgets.ToggleButtons(options=VIEWS, value=view, description="view")
@@ -104,14 +109,25 @@ class PositionalEncodingExplorer(Explorer):
             control.observe(self._on_change, names="value")
         self._draw()
 
-    def _on_change(self, _change) -> None:
+    def _on_change(self, change) -> None:
+        if self._busy:
+            return
+        if change["owner"] is self.d_model_slider and change["new"] % 2:
+            # the slider steps by 2, but its number box accepts any whole number
+            even = min(change["new"] + 1, self.d_model_slider.max)
+            with self._quietly():
+                self.d_model_slider.value = even
+            self._control_notes.append(
+                f"d_model must be even (sinusoidal and RoPE both use (sin, cos) pairs): "
+                f"{change['new']} was rounded up to {even}."
+            )
         self._draw()
 
     def _draw(self) -> None:
         kind, view = self.kind_toggle.value, self.view_toggle.value
         self.dims_box.layout.display = "" if view == "waves" else "none"
         self.vector_dropdown.layout.display = "" if kind == "rope" else "none"
-        notes: list[str] = []
+        notes, self._control_notes = self._control_notes, []
         try:
             self.table = self._table()  # (N, D)
             self.figure = self._figure(kind, view, notes)

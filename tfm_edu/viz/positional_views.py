@@ -61,8 +61,8 @@ def encoding_heatmap(
         + f"{value_name} %{{z:.3f}}<extra></extra>",
     )
     fig = go.Figure(heatmap)
-    fig.update_yaxes(autorange="reversed", title_text="position")
-    fig.update_xaxes(title_text="dimension")
+    fig.update_yaxes(autorange="reversed", title_text="position", **_whole_ticks(table.shape[0]))
+    fig.update_xaxes(title_text="dimension", **_whole_ticks(table.shape[1]))
     return _finish(fig, title, height=420)
 
 
@@ -110,7 +110,7 @@ def encoding_waves(table, dims, title: str | None = None, backend: str = "plotly
             for d in dims
         ]
     )
-    fig.update_xaxes(title_text="position")
+    fig.update_xaxes(title_text="position", **_whole_ticks(table.shape[0]))
     fig.update_yaxes(title_text="value")
     return _finish(fig, title, height=360)
 
@@ -178,9 +178,18 @@ def similarity_by_offset(
             for row, m in enumerate(references)
         ]
     )
-    fig.update_xaxes(title_text="offset n − m")
+    fig.update_xaxes(title_text="offset n − m", **_whole_ticks(int(np.ptp(offsets)) + 1))
     fig.update_yaxes(title_text=label)
     return _finish(fig, title, height=360)
+
+
+def _whole_ticks(count: int) -> dict:
+    """Plotly axis settings for an axis of `count` whole numbers (positions, dimensions,
+    offsets): on a short axis plotly would put ticks at -0.5, 0.5, ..., which do not exist.
+    Long axes keep plotly's own (whole-numbered) ticks."""
+    if count > 20:
+        return {}
+    return {"tick0": 0, "dtick": 1 if count <= 10 else 2}
 
 
 def _axes(ax, width_in: float, height_in: float):

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from tfm_edu.viz.explorer import Explorer
-from tfm_edu.viz.vit_views import IMAGE_CMAP, attention_overlay
+from tfm_edu.viz.vit_views import IMAGE_CMAP, attention_overlay, overlay_vmax
 
 __all__ = ["ViTAttentionExplorer"]
 
 ROLLOUT = "rollout"
 MEAN = "mean"
+ALL_HEADS = "all"  # the head "choice" while the rollout is shown: it fuses every head
 
 
 class ViTAttentionExplorer(Explorer):
@@ -73,8 +74,14 @@ class ViTAttentionExplorer(Explorer):
             description="test image",
             continuous_update=False,
         )
-        self.layer_dropdown = widgets.Dropdown(description="layer", layout={"width": "230px"})
-        self.head_dropdown = widgets.Dropdown(description="head", layout={"width": "200px"})
+        narrow = {"description_width": "45px"}
+        self.layer_dropdown = widgets.Dropdown(
+            description="layer", style=narrow, layout={"width": "240px"}
+        )
+        self.head_dropdown = widgets.Dropdown(
+            description="head", style=narrow, layout={"width": "260px"}
+        )
+        self._head = MEAN  # the head chosen last, restored when leaving the rollout
         self.discard_slider = widgets.FloatSlider(
             value=discard_ratio,
             min=0.0,
@@ -116,16 +123,21 @@ class ViTAttentionExplorer(Explorer):
                 self._refresh_controls()
             if index is not None:
                 self.image_slider.value = index
+            if head is not None:
+                self._head = head
             if layer is not None:
                 self.layer_dropdown.value = layer
-            if head is not None:
+                self._refresh_controls()
+            if head is not None and self.layer_dropdown.value != ROLLOUT:
                 self.head_dropdown.value = head
         self._draw()
 
     def _on_change(self, change) -> None:
         if self._busy:
             return
-        if change["owner"] is self.model_dropdown:
+        if change["owner"] is self.head_dropdown and change["new"] != ALL_HEADS:
+            self._head = change["new"]
+        if change["owner"] in (self.model_dropdown, self.layer_dropdown):
             with self._quietly():
                 self._refresh_controls()
         self._draw()
@@ -133,15 +145,22 @@ class ViTAttentionExplorer(Explorer):
     def _refresh_controls(self) -> None:
         model = self.models[self.model_dropdown.value]
         layers, heads = model.config.num_layers, model.config.num_heads
-        layer, head = self.layer_dropdown.value, self.head_dropdown.value
-        self.layer_dropdown.options = [("rollout (all layers)", ROLLOUT)] + [
-            (f"layer {k}", k) for k in range(layers)
-        ]
-        self.head_dropdown.options = [("mean of heads", MEAN)] + [
-            (f"head {h}", h) for h in range(heads)
-        ]
+        layer, head = self.layer_dropdown.value, self._head
+        options = [("rollout (all layers)", ROLLOUT)] + [(f"layer {k}", k) for k in range(layers)]
+        if list(self.layer_dropdown.options) != options:
+            self.layer_dropdown.options = options
         self.layer_dropdown.value = layer if layer in (ROLLOUT, *range(layers)) else ROLLOUT
-        self.head_dropdown.value = head if head in (MEAN, *range(heads)) else MEAN
+        rollout_mode = self.layer_dropdown.value == ROLLOUT
+        if rollout_mode:  # the rollout fuses every head: say so instead of showing a stale head
+            self.head_dropdown.options = [("all heads (rollout)", ALL_HEADS)]
+            self.head_dropdown.value = ALL_HEADS
+        else:
+            self.head_dropdown.options = [("mean of heads", MEAN)] + [
+                (f"head {h}", h) for h in range(heads)
+            ]
+            self.head_dropdown.value = head if head in (MEAN, *range(heads)) else MEAN
+        self.head_dropdown.disabled = rollout_mode
+        self.discard_slider.disabled = not rollout_mode
 
     def _run(self, name: str, index: int):
         import torch
@@ -165,10 +184,7 @@ class ViTAttentionExplorer(Explorer):
         layer, head = self.layer_dropdown.value, self.head_dropdown.value
         model = self.models[name]
         probabilities, attentions = self._run(name, index)
-        rollout_mode = layer == ROLLOUT
-        self.head_dropdown.disabled = rollout_mode
-        self.discard_slider.disabled = not rollout_mode
-        if rollout_mode:
+        if layer == ROLLOUT:
             ratio = self.discard_slider.value
             values = attention_rollout(attentions, discard_ratio=ratio)[0, 1:].numpy()  # (P,)
             what = f"rollout through all layers (discard {ratio:.1f})"
@@ -185,20 +201,29 @@ class ViTAttentionExplorer(Explorer):
         caption = (
             f"image {index}: true {truth}, predicted {predicted} "
             f"(p = {probabilities[predicted]:.2f}, {verdict}). Showing {what}; "
-            f"brighter = more. Weights per patch: "
+            f"colour = weight per patch on a scale from 0 (the line on the colour bar marks an "
+            f"even spread, 1/{len(self.current_map)} per patch). Weights per patch: "
             + ", ".join(f"{v:.2f}" for v in self.current_map)
         )
         self._show_notes([("info", caption)])
         with matplotlib.rc_context({"figure.dpi": 100}):
             from matplotlib.figure import Figure
 
-            fig = Figure(figsize=(5.0, 2.6), layout="constrained")
+            fig = Figure(figsize=(5.8, 2.6), layout="constrained")
             left, right = fig.subplots(1, 2)
             left.imshow(self.images[index, 0].numpy(), cmap=IMAGE_CMAP)
             left.set_title(f"true {truth}, predicted {predicted}", fontsize=9)
             left.set_xticks([])
             left.set_yticks([])
-            attention_overlay(self.images[index], values, model.config.patch_size, what, ax=right)
+            attention_overlay(
+                self.images[index],
+                values,
+                model.config.patch_size,
+                what,
+                ax=right,
+                vmax=overlay_vmax(self.current_map),
+                colorbar="weight per patch",
+            )
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png")
         self._show_png(buffer.getvalue(), what)

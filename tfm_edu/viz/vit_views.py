@@ -17,6 +17,7 @@ __all__ = [
     "patch_grid",
     "patches_figure",
     "attention_overlay",
+    "overlay_vmax",
     "cls_attention_figure",
     "position_similarity_figure",
     "confusion_figure",
@@ -110,8 +111,31 @@ def patches_figure(image, patch_size: int, title: str | None = None):
     return fig
 
 
+def overlay_vmax(values) -> float:
+    """The top of an honest scale for a per-patch map: twice the uniform share 1/P, or the
+    largest value where that is larger.
+
+    A map whose P patches all get about 1/P then shows as one middle colour, not as bright and
+    dark patches (scaling to the map's own maximum would stretch 0.17 vs 0.22 to black vs yellow).
+
+    Args:
+        values: (P,) or (N, P) non-negative weights per patch.
+    """
+    values = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+    if values.ndim not in (1, 2) or values.shape[-1] == 0:
+        raise ValueError(f"values must be (P,) or (N, P) with P > 0, got shape {values.shape}")
+    return float(max(2.0 / values.shape[-1], float(values.max())))
+
+
 def attention_overlay(
-    image, values, patch_size: int, title: str | None = None, ax=None, *, vmax: float | None = None
+    image,
+    values,
+    patch_size: int,
+    title: str | None = None,
+    ax=None,
+    *,
+    vmax: float | None = None,
+    colorbar: str | None = None,
 ):
     """One value per patch drawn as colour, with the outline of the digit's ink on top.
 
@@ -121,21 +145,25 @@ def attention_overlay(
         patch_size: side of a patch.
         ax: draw into this matplotlib Axes (default: a new figure).
         vmax: the value drawn bright yellow, on a scale from 0 (black), so that several maps
-            drawn with the same vmax can be compared. Default None: each map is scaled to its
-            own largest value, so a map whose patches are nearly equal looks nearly uniform
-            *and bright*; the title should say what it shows.
+            drawn with the same vmax can be compared (`overlay_vmax` gives an honest one).
+            Default None: each map is scaled to its own largest value, so a map whose patches
+            are nearly equal looks nearly uniform *and bright*; the title should say what it
+            shows.
+        colorbar: the colour bar's label; None (default) draws none. The bar shows the real
+            values (0..vmax) with a line at the uniform share 1/P, labelled "uniform".
     """
     pixels = _image(image)  # (H, W)
     heat = patch_grid(values, pixels.shape[0], patch_size)  # (H, W)
+    count = (pixels.shape[0] // patch_size) ** 2  # P
     if vmax is None:
         top = heat.max()
         heat = heat / top if top > 0 else np.zeros_like(heat)  # (H, W) in 0..1
         vmax = 1.0
     fig = None
     if ax is None:
-        fig = new_matplotlib_figure(2.4, 2.6)
+        fig = new_matplotlib_figure(2.4 if colorbar is None else 3.0, 2.6)
         ax = fig.add_subplot()
-    ax.imshow(heat, cmap=MAP_CMAP, vmin=0, vmax=vmax)
+    drawn = ax.imshow(heat, cmap=MAP_CMAP, vmin=0, vmax=vmax)
     if pixels.max() > pixels.min():  # the ink's outline, half-way between paper and darkest ink
         middle = (pixels.min() + pixels.max()) / 2
         ax.contour(pixels, levels=[middle], colors=[INK_COLOR], linewidths=1.3)
@@ -143,6 +171,8 @@ def attention_overlay(
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8)
+    if colorbar is not None:
+        _uniform_colorbar(drawn, ax, colorbar, count)
     return fig if fig is not None else ax.figure
 
 
@@ -268,7 +298,16 @@ def examples_figure(images, captions: list[str], columns: int = 8, title: str | 
     return fig
 
 
-def overlay_gallery(images, values, patch_size: int, captions: list[str], columns: int = 8):
+def overlay_gallery(
+    images,
+    values,
+    patch_size: int,
+    captions: list[str],
+    columns: int = 8,
+    *,
+    shared_scale: bool = True,
+    label: str = "weight per patch",
+):
     """Several images, each with its own per-patch map drawn over it (e.g. rollouts).
 
     Args:
@@ -276,6 +315,10 @@ def overlay_gallery(images, values, patch_size: int, captions: list[str], column
         values: (N, P) one map per image.
         patch_size: side of a patch.
         captions: N strings.
+        shared_scale: True (default): every map on one scale from 0 to `overlay_vmax(values)`,
+            with a colour bar of the real values and the uniform share 1/P marked. False: each
+            map scaled to its own largest value, no colour bar.
+        label: the colour bar's label.
     """
     values = values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
     if len(images) != len(values) or len(images) != len(captions) or values.ndim != 2:
@@ -284,10 +327,28 @@ def overlay_gallery(images, values, patch_size: int, captions: list[str], column
             f"shape {values.shape} and {len(captions)} captions"
         )
     rows = -(-len(images) // columns)
-    fig = new_matplotlib_figure(1.2 * columns, 1.4 * rows)
+    vmax = overlay_vmax(values) if shared_scale else None
+    fig = new_matplotlib_figure(1.2 * columns + (1.2 if shared_scale else 0), 1.4 * rows)
     axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, row, caption in zip(axes.flat, images, values, captions, strict=False):
-        attention_overlay(image, row, patch_size, caption, ax=ax)
+        attention_overlay(image, row, patch_size, caption, ax=ax, vmax=vmax)
+    if shared_scale:
+        _uniform_colorbar(axes[0, 0].images[0], axes, label, values.shape[-1])
     return fig
+
+
+def _uniform_colorbar(mappable, ax, label: str, count: int):
+    """A colour bar of the real values, with a line at the uniform share 1/P."""
+    bar = mappable.axes.figure.colorbar(mappable, ax=ax, shrink=0.9, pad=0.03)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    uniform = 1.0 / count
+    if uniform <= mappable.norm.vmax:
+        bar.ax.axhline(uniform, color=INK_COLOR, lw=2)
+        bar.ax.text(
+            -0.3, uniform, f"uniform 1/{count}", transform=bar.ax.get_yaxis_transform(),
+            ha="right", va="center", fontsize=7,
+        )  # fmt: skip
+    return bar

@@ -192,7 +192,7 @@ def draw(diagram: Diagram):
 
     nodes = {node.key: node for node in diagram.nodes}
     xs = [n.x - n.width / 2 for n in diagram.nodes] + [n.x + n.width / 2 for n in diagram.nodes]
-    xs += [f.right + 1.5 for f in diagram.frames] + [e.via_x for e in diagram.edges if e.via_x]
+    xs += [f.right + 1.0 for f in diagram.frames] + [e.via_x for e in diagram.edges if e.via_x]
     left, right = min(xs) - 1.0, max(xs) + 0.2
     bottom, top = min(n.bottom for n in diagram.nodes) - 0.5, max(n.top for n in diagram.nodes)
     top += 0.3

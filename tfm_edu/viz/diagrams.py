@@ -98,7 +98,7 @@ def _encoder_layer(norm_first: bool, x: float = 2.0, prefix: str = "", title: st
     if norm_first:
         _final_norm(column, "T")
     column.add("output", "output", "io", shape="(B, T, D)")
-    frame = Frame(f"EncoderLayer\n(norm_first={norm_first})", tuple(members), right)
+    frame = Frame(f"EncoderLayer\nnorm_first=\n{norm_first}", tuple(members), right)
     title = title or f"Encoder layer, {_order(norm_first)}"
     return Diagram(title, tuple(column.nodes), tuple(column.edges), (frame,))
 
@@ -153,7 +153,7 @@ def _decoder_layer(norm_first: bool) -> Diagram:
     at = next(node for node in column.nodes if node.key == cross)
     memory = Node("memory", "memory", "io", 0.9, at.y, 1.3, 0.5, note="the encoder's output")
     edges = [*column.edges, Edge("memory", cross, "memory", "K, V\n(B, S, D)")]
-    frame = Frame(f"DecoderLayer\n(norm_first={norm_first})", tuple(members), right)
+    frame = Frame(f"DecoderLayer\nnorm_first=\n{norm_first}", tuple(members), right)
     title = f"Decoder layer, {_order(norm_first)}"
     return Diagram(title, (memory, *column.nodes), tuple(edges), (frame,))
 

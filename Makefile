@@ -53,9 +53,10 @@ unit: $(VENV)/.dev
 notebooks: $(VENV)/.dev
 	$(PY) -m pytest $(NBVAL) notebooks/
 
-# Chapter 07 in JupyterLab + headless Debian chromium (Playwright drives it; it never downloads
-# a browser). Installs chromium with apt where it can; elsewhere the test is skipped, loudly,
-# unless REQUIRE_BROWSER=1 (as in CI), which turns a missing browser into a failure.
+# Every text explorer (chapters 01, 02, 05, 06, 07) and the explorers of 03 and 08 in JupyterLab
+# + headless Debian chromium (Playwright drives it; it never downloads a browser). Installs
+# chromium with apt where it can; elsewhere the test is skipped, loudly, unless REQUIRE_BROWSER=1
+# (as in CI), which turns a missing browser into a failure.
 browser-test: $(VENV)/.dev
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

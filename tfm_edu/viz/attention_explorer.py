@@ -177,14 +177,6 @@ class AttentionExplorer(Explorer):
 
     # --- events -------------------------------------------------------------------------------
 
-    def _on_input(self, _change) -> None:
-        if not self._busy:
-            self._update()
-
-    def _on_view(self, _change) -> None:
-        if not self._busy:
-            self._draw()
-
     def _update(self) -> None:
         """Ask the model for new maps, then rebuild the controls and draw."""
         self.current_maps, self.error = None, None

@@ -64,6 +64,16 @@ class Explorer:
         finally:
             self._busy = False
 
+    # Observers for the two kinds of control: an input (new data: `_update`) and a view of the
+    # same data (`_draw`); both stay silent while `_quietly` rebuilds the controls.
+    def _on_input(self, _change) -> None:
+        if not self._busy:
+            self._update()
+
+    def _on_view(self, _change) -> None:
+        if not self._busy:
+            self._draw()
+
     def _show_notes(self, notes: Sequence[tuple[str, str]]) -> None:
         """(kind, text) pairs above the figure; kind is "info", "notice" or "error"."""
         self.message = " ".join(text for _, text in notes)

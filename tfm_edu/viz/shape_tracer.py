@@ -125,14 +125,6 @@ class ShapeTracer(Explorer):
 
     # --- events -------------------------------------------------------------------------------
 
-    def _on_input(self, _change) -> None:
-        if not self._busy:
-            self._update()
-
-    def _on_view(self, _change) -> None:
-        if not self._busy:
-            self._draw()
-
     def _update(self) -> None:
         from tfm_edu.analysis.shapes import MODELS
 

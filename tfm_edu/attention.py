@@ -19,6 +19,12 @@ smaller tensor. `python -m tfm_edu.bench attention` compares it with `nn.Multihe
 
 `return_attention` is the one flag, from here up through the layers to every model, that asks
 for the weights.
+
+`KVCache` (chapter 9) keeps every layer's keys and values from one call to the next, so a model
+that generates one token at a time computes each position's keys and values once: pass a layer's
+`LayerCache` as `MultiHeadAttention(..., cache=...)` and the new keys and values are appended to
+the stored ones before attending. The caller builds the mask for the new queries against all
+keys (`causal_mask(T, S)`: the new queries are the *last* T of S positions).
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ __all__ = [
     "scaled_dot_product_attention",
     "split_heads",
     "merge_heads",
+    "causal_mask",
     "MultiHeadAttention",
+    "LayerCache",
+    "KVCache",
     "set_fused",
 ]
 
@@ -102,6 +111,96 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(-3, -2).reshape(*lead, L, H * Dh)  # (..., L, D)
 
 
+def causal_mask(num_queries: int, num_keys: int | None = None, device=None) -> Tensor:
+    """Which keys each query may attend to when the queries are the *last* T of S positions.
+
+    Query i sits at position S - T + i and may read keys 0 .. S - T + i. With T = S (a whole
+    sequence) this is the familiar lower triangle; with T = 1 (one new token after S - 1 cached
+    ones) it is a single row of Trues. (Aligning the triangle to the top left instead, as
+    `torch.ones(T, S).tril()` does, is the classic KV-cache bug: the newest token would see only
+    the first key.)
+
+    Args:
+        num_queries: T >= 1.
+        num_keys: S >= T (default T).
+
+    Returns:
+        (T, S) bool, True = may attend.
+    """
+    S = num_queries if num_keys is None else num_keys
+    if not isinstance(num_queries, int) or not isinstance(S, int) or not 1 <= num_queries <= S:
+        raise ValueError(f"need 1 <= num_queries <= num_keys, got {num_queries} and {S}")
+    mask = torch.ones(num_queries, S, dtype=torch.bool, device=device)  # (T, S)
+    return mask.tril(diagonal=S - num_queries)  # (T, S): key j <= query's position S - T + i
+
+
+class LayerCache:
+    """One attention layer's keys and values for every position seen so far."""
+
+    def __init__(self) -> None:
+        self.keys: Tensor | None = None  # (B, H, S, Dh), None before the first call
+        self.values: Tensor | None = None  # (B, H, S, Dh)
+
+    @property
+    def length(self) -> int:
+        """S, the number of positions stored."""
+        return 0 if self.keys is None else self.keys.shape[-2]
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' keys and values after the old ones; return all of them.
+
+        Args:
+            k, v: (B, H, T, Dh) for the T new positions.
+
+        Returns:
+            keys, values: (B, H, S + T, Dh), the stored positions first.
+        """
+        if self.keys is None:
+            self.keys, self.values = k, v  # (B, H, T, Dh) each
+        else:
+            if k.shape[:2] != self.keys.shape[:2] or k.shape[-1] != self.keys.shape[-1]:
+                raise ValueError(
+                    f"new keys {tuple(k.shape)} do not fit the cached (B, H, S, Dh) = "
+                    f"{tuple(self.keys.shape)}"
+                )
+            self.keys = torch.cat([self.keys, k], dim=-2)  # (B, H, S + T, Dh)
+            self.values = torch.cat([self.values, v], dim=-2)  # (B, H, S + T, Dh)
+        return self.keys, self.values
+
+
+class KVCache:
+    """Every layer's `LayerCache`: what a model keeps between generation steps.
+
+    `cache[l]` is layer l's; all layers hold the same number of positions, `cache.length`.
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}")
+        self.layers = [LayerCache() for _ in range(num_layers)]
+
+    def __getitem__(self, layer: int) -> LayerCache:
+        return self.layers[layer]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def length(self) -> int:
+        """The number of positions stored (the offset of the next token's position)."""
+        return self.layers[0].length
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all the stored keys and values."""
+        return sum(
+            t.numel() * t.element_size()
+            for layer in self.layers
+            for t in (layer.keys, layer.values)
+            if t is not None
+        )
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate q/k/v/out projections; returns per-head weights."""
 
@@ -142,6 +241,7 @@ class MultiHeadAttention(nn.Module):
         value: Tensor,
         mask: Tensor | None = None,
         return_attention: bool = True,
+        cache: LayerCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """
         Args:
@@ -149,9 +249,12 @@ class MultiHeadAttention(nn.Module):
             key: (B, S, D).
             value: (B, S, D).
             mask: optional bool broadcastable to (B, H, T, S), True = may attend; e.g. a causal
-                (T, S) mask, or a padding mask (B, 1, 1, S).
+                (T, S) mask, or a padding mask (B, 1, 1, S). With a cache, S counts the cached
+                positions too.
             return_attention: return the weights; when False they are None, and a `fused`
                 module then calls PyTorch's fused kernel, which never computes them.
+            cache: a `LayerCache` (self-attention): the keys and values computed here are
+                appended to the cached ones, and the queries attend to all of them.
 
         Returns:
             out: (B, T, D).
@@ -164,6 +267,8 @@ class MultiHeadAttention(nn.Module):
         q = split_heads(self.q_proj(query), self.num_heads).contiguous()  # (B, H, T, Dh)
         k = split_heads(self.k_proj(key), self.num_heads).contiguous()  # (B, H, S, Dh)
         v = split_heads(self.v_proj(value), self.num_heads).contiguous()  # (B, H, S, Dh)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, S_cached + S, Dh) each: the past, then the new
         dropout_p = self.dropout if self.training else 0.0
         if self.fused and not return_attention:
             heads, weights = _fused_attention(q, k, v, mask, dropout_p), None  # (B, H, T, Dh)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from tfm_edu.attention import MultiHeadAttention
+from tfm_edu.attention import KVCache, LayerCache, MultiHeadAttention
 
 __all__ = ["FeedForward", "EncoderLayer", "DecoderLayer", "Encoder", "Decoder"]
 
@@ -81,25 +81,31 @@ class EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, return_attention: bool = True
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        return_attention: bool = True,
+        cache: LayerCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """
         Args:
             x: (B, T, D).
-            mask: optional bool broadcastable to (B, H, T, T), True = may attend
-                (e.g. a padding mask of shape (B, 1, 1, T)).
+            mask: optional bool broadcastable to (B, H, T, S), True = may attend
+                (e.g. a padding mask of shape (B, 1, 1, T), or a causal (T, S) mask).
             return_attention: return the attention weights (else None).
+            cache: the self-attention's `LayerCache` (chapter 9): x holds only the new
+                positions, and attends to the S - T cached ones too (S = T without a cache).
 
         Returns:
-            x: (B, T, D); weights: (B, H, T, T) or None.
+            x: (B, T, D); weights: (B, H, T, S) or None.
         """
         if self.norm_first:
             h = self.norm1(x)
-            attended, weights = self.self_attn(h, h, h, mask, return_attention)
+            attended, weights = self.self_attn(h, h, h, mask, return_attention, cache)
             x = x + self.dropout1(attended)  # (B, T, D)
             x = x + self.dropout2(self.feed_forward(self.norm2(x)))  # (B, T, D)
         else:
-            attended, weights = self.self_attn(x, x, x, mask, return_attention)
+            attended, weights = self.self_attn(x, x, x, mask, return_attention, cache)
             x = self.norm1(x + self.dropout1(attended))  # (B, T, D)
             x = self.norm2(x + self.dropout2(self.feed_forward(x)))  # (B, T, D)
         return x, weights
@@ -201,12 +207,23 @@ class Encoder(nn.Module):
         self.final_norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else nn.Identity()
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, return_attention: bool = False
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        return_attention: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """x: (B, T, D) -> (B, T, D) and, if asked, one (B, H, T, T) map per layer (else ())."""
+        """x: (B, T, D) -> (B, T, D) and, if asked, one (B, H, T, S) map per layer (else ()).
+
+        With a `KVCache` (one `LayerCache` per layer), x holds only the new positions and S
+        counts the cached ones too; the cache is extended in place.
+        """
+        if cache is not None and len(cache) != len(self.layers):
+            raise ValueError(f"the cache has {len(cache)} layers, the stack {len(self.layers)}")
         attentions = []
-        for layer in self.layers:
-            x, weights = layer(x, mask, return_attention)  # (B, T, D)
+        for l, layer in enumerate(self.layers):
+            layer_cache = None if cache is None else cache[l]
+            x, weights = layer(x, mask, return_attention, layer_cache)  # (B, T, D)
             if return_attention:
                 attentions.append(weights)
         return self.final_norm(x), tuple(attentions)

@@ -72,10 +72,14 @@ class LearnedPositionalEmbedding(nn.Module):
         self.embedding = nn.Embedding(max_positions, d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T, D) -> x + E[0..T-1], (B, T, D)."""
-        _check_sequence(x, self.embedding.num_embeddings, self.embedding.embedding_dim)
-        positions = torch.arange(x.shape[1], device=x.device)  # (T,)
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """x: (B, T, D) at positions offset..offset+T-1 -> x + E[offset..offset+T-1], (B, T, D).
+
+        (`offset` is how many positions came before: chapter 9's KV cache feeds one new token
+        at a time, at position offset.)
+        """
+        _check_sequence(x, self.embedding.num_embeddings, self.embedding.embedding_dim, offset)
+        positions = torch.arange(offset, offset + x.shape[1], device=x.device)  # (T,)
         return x + self.embedding(positions)  # (B, T, D)
 
 
@@ -153,10 +157,13 @@ def _check_sizes(n_positions: int, d_model: int, base: float) -> None:
         raise ValueError(f"base must be > 1, got {base!r}")
 
 
-def _check_sequence(x: Tensor, max_positions: int, d_model: int) -> None:
+def _check_sequence(x: Tensor, max_positions: int, d_model: int, offset: int = 0) -> None:
     if x.dim() != 3 or x.shape[-1] != d_model:
         raise ValueError(f"expected (B, T, D) with D={d_model}, got {tuple(x.shape)}")
-    if x.shape[1] > max_positions:
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be a non-negative int, got {offset!r}")
+    if offset + x.shape[1] > max_positions:
+        after = f" after {offset} earlier positions" if offset else ""
         raise ValueError(
-            f"sequence of length {x.shape[1]} is longer than max_positions={max_positions}"
+            f"sequence of length {x.shape[1]}{after} is longer than max_positions={max_positions}"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import warnings
 from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["CharTokenizer", "WordPiece", "Encoding", "split_word"]
+__all__ = ["CharTokenizer", "UnknownCharactersWarning", "WordPiece", "Encoding", "split_word"]
 
 
 class CharTokenizer:
@@ -26,11 +27,19 @@ class CharTokenizer:
     specials = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
     pad_id, bos_id, eos_id, unk_id = 0, 1, 2, 3
 
-    def __init__(self, chars: Iterable[str]) -> None:
-        """chars: the alphabet; duplicates are dropped, order is kept (so ids are stable)."""
+    def __init__(self, chars: Iterable[str], *, unknown: str = "error") -> None:
+        """
+        Args:
+            chars: the alphabet; duplicates are dropped, order is kept (so ids are stable).
+            unknown: what `encode` does by default with a character outside the alphabet:
+                "error" (raise ValueError naming it) or "unk" (map it to [UNK] and warn once
+                per call with an `UnknownCharactersWarning` naming the characters).
+        """
         alphabet = list(dict.fromkeys(chars))
         if any(len(c) != 1 for c in alphabet):
             raise ValueError("CharTokenizer takes single characters")
+        _check_unknown(unknown)
+        self.unknown = unknown
         self.itos: list[str] = [*self.specials, *alphabet]
         self.stoi: dict[str, int] = {c: i for i, c in enumerate(self.itos)}
 
@@ -43,19 +52,35 @@ class CharTokenizer:
         return sorted({c for c in text if c not in self.stoi or self.stoi[c] < len(self.specials)})
 
     def encode(
-        self, text: str, add_bos: bool = False, add_eos: bool = False, unknown: str = "error"
+        self,
+        text: str,
+        add_bos: bool = False,
+        add_eos: bool = False,
+        unknown: str | None = None,
     ) -> list[int]:
         """text -> ids.
 
         Args:
             unknown: "error" raises ValueError listing characters outside the alphabet;
-                "unk" maps each of them to [UNK].
+                "unk" maps each of them to [UNK] with an `UnknownCharactersWarning`;
+                "unk-quiet" does the same without the warning (for callers that say it
+                themselves); None uses the tokenizer's own setting.
         """
-        if unknown not in ("error", "unk"):
-            raise ValueError(f"unknown must be 'error' or 'unk', got {unknown!r}")
+        unknown = self.unknown if unknown is None else unknown
+        _check_unknown(unknown, quiet_allowed=True)
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         bad = self.unknown_chars(text)
         if bad and unknown == "error":
-            raise ValueError(f"characters outside the vocabulary: {bad!r} in {text!r}")
+            shown = text if len(text) <= 80 else text[:77] + "..."
+            raise ValueError(f"characters outside the vocabulary: {bad!r} in {shown!r}")
+        if bad and unknown == "unk":
+            count = sum(c in bad for c in text)
+            warnings.warn(
+                f"{count} character(s) outside the vocabulary read as [UNK]: {bad!r}",
+                UnknownCharactersWarning,
+                stacklevel=2,
+            )
         ids = [self.stoi.get(c, self.unk_id) if c not in bad else self.unk_id for c in text]
         return [self.bos_id] * add_bos + ids + [self.eos_id] * add_eos
 
@@ -75,7 +100,7 @@ class CharTokenizer:
         texts: Sequence[str],
         add_bos: bool = False,
         add_eos: bool = False,
-        unknown: str = "error",
+        unknown: str | None = None,
     ) -> Tensor:
         """A list of strings -> (B, T) int64, right-padded with [PAD] to the longest."""
         encoded = [self.encode(t, add_bos, add_eos, unknown) for t in texts]
@@ -87,13 +112,26 @@ class CharTokenizer:
 
     def to_dict(self) -> dict:
         """A JSON-able description (stored in checkpoint cards)."""
-        return {"type": "CharTokenizer", "chars": "".join(self.itos[len(self.specials) :])}
+        state = {"type": "CharTokenizer", "chars": "".join(self.itos[len(self.specials) :])}
+        if self.unknown != "error":
+            state["unknown"] = self.unknown
+        return state
 
     @classmethod
     def from_dict(cls, state: dict) -> CharTokenizer:
         if state.get("type") != "CharTokenizer" or "chars" not in state:
             raise ValueError(f"not a CharTokenizer description: {state!r}")
-        return cls(state["chars"])
+        return cls(state["chars"], unknown=state.get("unknown", "error"))
+
+
+class UnknownCharactersWarning(UserWarning):
+    """Text held characters outside a `CharTokenizer`'s alphabet; they were read as [UNK]."""
+
+
+def _check_unknown(unknown: str, quiet_allowed: bool = False) -> None:
+    allowed = ("error", "unk", "unk-quiet") if quiet_allowed else ("error", "unk")
+    if unknown not in allowed:
+        raise ValueError(f"unknown must be one of {allowed}, got {unknown!r}")
 
 
 # ---------------------------------------------------------------------------------------------

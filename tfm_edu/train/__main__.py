@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from tfm_edu.recipes import bert, dates, positions, vit
+from tfm_edu.recipes import bert, dates, gpt, positions, vit
 
 __all__ = ["RECIPES", "main"]
 
@@ -29,6 +29,7 @@ RECIPES: dict[str, tuple[Callable[[list[str]], object], str]] = {
         "chapter 6: seed spread of fine-tuning, pretrained vs scratch (a JSON table)",
     ),
     "vit-digits": (vit.main, "chapter 8: Vision Transformer on 8x8 digits"),
+    "gpt-chars": (gpt.main, "chapter 9: character GPT on the standard library's help texts"),
 }
 
 

@@ -28,7 +28,11 @@ __all__ = ["warmup_schedule", "fit"]
 
 
 def warmup_schedule(
-    warmup_steps: int, total_steps: int, decay: str = "cosine", floor: float = 0.0
+    warmup_steps: int,
+    total_steps: int,
+    decay: str = "cosine",
+    floor: float = 0.0,
+    decay_start: int | None = None,
 ) -> Callable[[int], float]:
     """Learning-rate multiplier per step: linear warm-up from 0 to 1, then decay.
 
@@ -41,6 +45,9 @@ def warmup_schedule(
         decay: "cosine" (to `floor`), "linear" (to `floor`), "inverse_sqrt" (the paper's schedule,
             lr ~ 1/sqrt(step) after warm-up) or "constant".
         floor: the multiplier reached at the end of cosine/linear decay.
+        decay_start: hold the multiplier at 1 from the end of the warm-up to this step, then
+            decay over the remaining steps ("warm-up, stable, decay"); default: decay right
+            after the warm-up.
     """
     if warmup_steps < 0 or total_steps < 1 or warmup_steps > total_steps:
         raise ValueError(
@@ -48,15 +55,21 @@ def warmup_schedule(
         )
     if decay not in ("cosine", "linear", "inverse_sqrt", "constant"):
         raise ValueError(f"unknown decay {decay!r}")
+    start = warmup_steps if decay_start is None else decay_start
+    if not warmup_steps <= start <= total_steps:
+        raise ValueError(
+            f"need warmup_steps <= decay_start <= total_steps, got {warmup_steps}, "
+            f"{decay_start} and {total_steps}"
+        )
 
     def multiplier(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        if decay == "constant":
+        if decay == "constant" or step < start:
             return 1.0
         if decay == "inverse_sqrt":
             return math.sqrt(max(warmup_steps, 1) / (step + 1))
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        progress = min(1.0, (step - start) / max(1, total_steps - start))
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if decay == "cosine" else 1 - progress
         return floor + (1 - floor) * shape
 
@@ -79,6 +92,9 @@ def fit(
     eval_every: int | None = None,
     progress: bool = True,
     desc: str = "training",
+    lr_floor: float = 0.0,
+    decay_start: int | None = None,
+    max_seconds: float | None = None,
 ) -> History:
     """Train `model` for `steps` optimisation steps.
 
@@ -93,24 +109,33 @@ def fit(
         clip_grad_norm: clip the global gradient norm to this (None: no clipping).
         optimizer: use this optimizer instead of AdamW.
         evaluate: `evaluate(model) -> {"metric": value}`, run under no_grad every `eval_every`
-            steps and at the end.
+            steps and at the end; each evaluation also records "seconds", the training time
+            so far (evaluations excluded).
         progress: show a tqdm progress bar.
+        lr_floor, decay_start: where the decay ends and where it starts (see
+            `warmup_schedule`).
+        max_seconds: stop early once the training time (evaluations excluded) passes this
+            many seconds, e.g. to give two models the same time; `history.steps` then ends
+            before `steps`.
 
     Returns:
         A History (loss, lr, gradient norm per step; evaluations; wall-clock seconds).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds!r}")
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_schedule(warmup_steps, steps, decay)
+        optimizer, warmup_schedule(warmup_steps, steps, decay, lr_floor, decay_start)
     )
     history = History()
     stream = _cycle(batches)
     start = time.perf_counter()
+    eval_seconds = 0.0  # time spent in `evaluate`, left out of the training time
     bar = tqdm(range(steps), desc=desc, disable=not progress, leave=True)
     model.train()
     for step in bar:
@@ -126,12 +151,18 @@ def fit(
         history.grad_norm.append(float(norm))
         optimizer.step()
         scheduler.step()
-        is_last = step == steps - 1
+        trained = time.perf_counter() - start - eval_seconds
+        is_last = step == steps - 1 or (max_seconds is not None and trained >= max_seconds)
         if evaluate is not None and (is_last or (eval_every and (step + 1) % eval_every == 0)):
-            history.evals.append({"step": step, **_evaluate(model, evaluate)})
-            bar.set_postfix(loss=f"{loss.item():.3f}", **_short(history.evals[-1]))
+            began = time.perf_counter()
+            metrics = _evaluate(model, evaluate)
+            eval_seconds += time.perf_counter() - began
+            history.evals.append({"step": step, **metrics, "seconds": round(trained, 2)})
+            bar.set_postfix(loss=f"{loss.item():.3f}", **_short(metrics))
         elif step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        if is_last:
+            break
     bar.close()
     model.eval()
     history.seconds = time.perf_counter() - start

@@ -44,7 +44,8 @@ def plot_history(
     Args:
         history: a `tfm_edu.train.History` (e.g. `tfm_edu.checkpoints.load_history(name)`), or
             a dict {run name: History} to compare runs.
-        metrics: which evaluated metrics to draw (default: every metric found in `evals`).
+        metrics: which evaluated metrics to draw (default: every metric found in `evals`, but
+            "seconds").
         window: points in the moving average of the loss (default: 1/50 of the run, >= 1).
         log_loss: draw the loss on a log scale.
         title: the figure's title.
@@ -53,7 +54,10 @@ def plot_history(
         A matplotlib Figure: one panel (loss), or two when there are evaluations.
     """
     runs = _as_runs(history)
-    found = sorted({k for run in runs.values() for e in run.evals for k in e if k != "step"})
+    # "seconds" (training time at each evaluation, recorded by `fit`) is a clock, not a metric.
+    found = sorted(
+        {k for run in runs.values() for e in run.evals for k in e if k not in ("step", "seconds")}
+    )
     metrics = found if metrics is None else list(metrics)
     missing = [m for m in metrics if m not in found]
     if missing:

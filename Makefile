@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 help:
 	@echo "make lab    - set up .venv, write your copies of the chapters into learner/, open chapter 00"
 	@echo "make test   - set up .venv, then lint, unit tests, notebooks (nbval), browser test"
-	@echo "make bench  - speed ratios against PyTorch's references"
+	@echo "make bench  - speed ratios against PyTorch's references, and with vs without the KV cache"
 	@echo "make student - write student/ copies of the notebooks without solutions"
 
 $(PY):
@@ -74,6 +74,7 @@ browser-test: $(VENV)/.dev
 bench: $(VENV)/.lab
 	$(PY) -m tfm_edu.bench attention
 	$(PY) -m tfm_edu.bench bert
+	$(PY) -m tfm_edu.bench generate
 
 student: $(VENV)/.lab
 	$(PY) -m tfm_edu.teacher.student_copies notebooks student

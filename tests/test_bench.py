@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -118,3 +119,38 @@ def test_bench_attention_prints_one_row_per_size_and_a_verdict(capsys, monkeypat
     assert [r["B,T,D,H"] for r in rows] == ["1,4,8,2", "2,6,8,4"]
     assert "cpu (1 thread)" in out and "CPU time of the timing thread" in out
     assert "1,4,8,2" in out and "2,6,8,4" in out and "slowest size: ours takes" in out
+
+
+def test_bench_generate_times_both_paths_and_checks_their_tokens(capsys, tmp_path):
+    from tfm_edu.checkpoints import save_checkpoint
+    from tfm_edu.models.gpt import GPT, GPTConfig
+    from tfm_edu.tokenize import CharTokenizer
+
+    tokenizer = CharTokenizer("abcdefghijklmnopqrstuvwxyz ", unknown="unk")
+    config = GPTConfig.tiny(vocab_size=tokenizer.vocab_size)
+    torch.manual_seed(0)
+    path = tmp_path / "tiny_gpt"
+    save_checkpoint(GPT(config), path, config, command="tests",
+                    extra={"tokenizer": tokenizer.to_dict()})  # fmt: skip
+    before = torch.get_num_threads()
+    assert bench.BENCHMARKS["generate"][0] is bench.bench_generate
+    rows = bench.bench_generate(
+        ["--checkpoint", str(path), "--tokens", "4", "40", "--repeats", "2", "--device", "cpu"]
+    )
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == before
+    assert [r["new tokens"] for r in rows] == ["4", "40"]  # 40 > the block size of 32
+    assert all(r["identical tokens"] == "yes" and r["rounds"] == "2" for r in rows)
+    for row in rows:
+        assert float(row["cached tok/s"]) > 0 and float(row["uncached tok/s"]) > 0
+        q1, q3 = map(float, row["speed-up q1-q3"].split("-"))
+        assert row["speed-up"].endswith("x") and q1 <= float(row["speed-up"][:-1]) <= q3
+    assert "cpu (1 thread)" in out and "CPU time of the timing thread" in out
+    said = re.search(r"at 40 new tokens the cache is ([\d.]+)x faster", out)
+    assert said and abs(float(said.group(1)) - float(rows[1]["speed-up"][:-1])) <= 0.06
+    assert "block size (32" in out and "exactly the same tokens" in out
+
+
+def test_bench_generate_spends_fewer_rounds_on_longer_runs():
+    rounds = [bench.generate_repeats(n) for n in (64, 256, 512)]
+    assert rounds == sorted(rounds, reverse=True) and rounds[0] > rounds[-1] >= 3

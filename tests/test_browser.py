@@ -15,9 +15,13 @@ a readable size (figure, colour bar, its tick labels not overlapping, the title 
 figure). In chapter 07 a typed sentence must show its WordPiece tokens. Only the cells up to
 the last explorer run. A scratch notebook checks chapters 03 and 08's explorers: whole-number
 ticks for 2 positions x 2 dimensions, an odd d_model typed into the slider's box rounded to an
-even one (and said), and the ViT explorer's head dropdown in rollout mode. Screenshots are saved
-in the test's temporary directory. Run it with `make browser-test` (which installs chromium
-with apt where it can) or `pytest -m browser tests/test_browser.py`.
+even one (and said), and the ViT explorer's head dropdown in rollout mode. Another scratch
+notebook drives chapter 09's `GenerationExplorer` on the shipped character GPT as a learner would:
+a typed prompt (Enter) shows the bar chart of its 20 most likely next characters, top-k typed
+into the slider's box changes it, "sample one" grows the prompt by one character, an empty prompt
+shows the error note and no figure, and a 300-character prompt the notice that it was cut.
+Screenshots are saved in the test's temporary directory. Run it with `make browser-test` (which
+installs chromium with apt where it can) or `pytest -m browser tests/test_browser.py`.
 """
 
 from __future__ import annotations
@@ -474,6 +478,117 @@ def test_positional_and_vit_explorer_controls(jupyter_lab, browser):
         page.wait_for_function("s => !s.disabled", arg=head.element_handle(), timeout=30_000)
         shown = head.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
         assert shown == "mean of heads" and _fits(head)
+    finally:
+        page.close()
+        _stop_kernels(jupyter_lab.url)
+
+
+# Chapter 09's GenerationExplorer in a scratch notebook, driven through its own controls.
+_GENERATION_CELL = (
+    "from tfm_edu.pretrained import char_gpt\nfrom tfm_edu.viz import GenerationExplorer\n"
+    "GenerationExplorer(*char_gpt(), prompt='The default value is ', seed=0)"
+)
+GENERATION_PROMPT = "Return the value of "
+# The bar chart (the cell's first plot) as the browser shows it: the summary line, the x tick
+# labels, and for each trace how many bars it has (a height of null draws none).
+_BAR_CHART = """(cell) => {
+  const plot = cell.querySelector('.js-plotly-plot');
+  if (!plot || !plot._fullLayout || !plot.querySelector('.main-svg')) return null;
+  const summary = plot._fullLayout.annotations.map((a) => a.text).join(' ');
+  const ticks = Array.from(plot.querySelectorAll('.xtick text'), (e) => e.textContent);
+  const drawn = {};
+  for (const trace of plot._fullData) {
+    drawn[trace.meta] = Array.from(trace.y).filter((y) => y !== null && y !== undefined).length;
+  }
+  return {summary, ticks, drawn};
+}"""
+
+
+def test_generation_explorer_as_a_learner(jupyter_lab, browser, tmp_path):
+    import nbformat
+
+    from tfm_edu.analysis import next_token_table
+    from tfm_edu.pretrained import char_gpt
+
+    name = "generation_explorer.ipynb"
+    chapter = nbformat.read(ROOT / "notebooks" / NOTEBOOKS[0], 4)  # its kernel: no dialog
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(_GENERATION_CELL)], metadata=chapter.metadata
+    )
+    nbformat.write(notebook, Path(jupyter_lab.root) / "notebooks" / name)
+    page = browser.new_page()
+    try:
+        try:
+            _open_and_run(page, jupyter_lab.url, name, last=0)
+        except Exception as error:  # say what blocked it, e.g. a dialog over the notebook
+            dialogs = page.locator(".jp-Dialog").all_inner_texts()
+            pytest.fail(f"the notebook did not run ({type(error).__name__}); dialogs: {dialogs}")
+        cell = page.locator(f"{NOTEBOOK} .jp-Cell").nth(0)
+        cell.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+        box = cell.locator(".widget-text input")
+
+        def chart():
+            return cell.evaluate(_BAR_CHART)
+
+        def until(condition: str, what: str, extra=None) -> None:
+            """Wait until `condition` holds: JS on the chart `c` (null while none) and `extra`."""
+            try:
+                page.wait_for_function(
+                    f"([cell, extra]) => {{ const c = ({_BAR_CHART})(cell); return {condition}; }}",
+                    arg=[cell.element_handle(), extra],
+                    timeout=60_000,
+                )
+            except Exception:
+                notes = cell.locator(".widget-html").all_inner_texts()
+                pytest.fail(f"{what}: the explorer says {notes}; the chart is {chart()}")
+
+        # A learner types a prompt and presses Enter: the chart shows its 20 likeliest characters.
+        start = chart()
+        box.fill(GENERATION_PROMPT)
+        box.press("Enter")
+        until("c && c.ticks.join('|') !== extra", "Enter", "|".join(start["ticks"]))
+        expected = next_token_table(*char_gpt(), GENERATION_PROMPT).labels
+        shown = chart()
+        assert [html.unescape(t) for t in shown["ticks"]] == expected
+        assert shown["drawn"] == {"raw": 20, "cut": 0, "renormalised": 20}, shown
+
+        # top-k typed into the slider's box: 5 solid bars, 15 hatched, and the summary says so.
+        slider = cell.locator(".widget-slider:has(label:text-is('top-k'))")
+        slider.locator(".widget-readout").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("5")
+        page.keyboard.press("Enter")
+        until("c && c.summary.includes('top-k 5 keeps 5 of 107')", "top-k 5")
+        assert chart()["drawn"] == {"raw": 5, "cut": 15, "renormalised": 5}, chart()
+
+        # "sample one" appends exactly one character to the prompt box.
+        before = box.input_value()
+        cell.locator("button:has-text('sample one')").click()
+        page.wait_for_function(
+            "([input, n]) => input.value.length === n",
+            arg=[box.element_handle(), len(before) + 1],
+            timeout=60_000,
+        )
+        assert box.input_value().startswith(before)
+        cell.get_by_text("Sampled").wait_for(timeout=30_000)
+
+        # An empty prompt: the error note, and no figure at all.
+        box.fill("")
+        box.press("Enter")
+        cell.get_by_text("The prompt is empty").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "(cell) => cell.querySelectorAll('.js-plotly-plot').length === 0",
+            arg=cell.element_handle(),
+            timeout=30_000,
+        )
+
+        # A 300-character prompt: the notice that it was cut, and the chart again.
+        long = (GENERATION_PROMPT + "the object. ") * 10
+        box.fill(long[:300])
+        box.press("Enter")
+        cell.get_by_text("The prompt has 300 characters").wait_for(timeout=60_000)
+        until("c && c.ticks.length === 20", "a 300-character prompt")
+        page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True, timeout=30_000)
     finally:
         page.close()
         _stop_kernels(jupyter_lab.url)

@@ -18,12 +18,27 @@ loads, `tfm_edu.viz` draws).
                sentence, attention to the negator and to the second clause
 - `metrics`    exact match of a translator, predictions and accuracy of a classifier,
                binary-classification metrics
+- `generation` ch 9: a character GPT's next-character distribution step by step (raw, after
+               temperature, kept by top-k / top-p, renormalised: `next_token_table`), what the
+               last character attends to, prompts checked against the context and alphabet,
+               sampling through `tfm_edu.decode.generate`
 - `date_notes` ch 5: whether a text is a date the translator was trained on, and the note the
                explorer shows when its output is made up
 """
 
 from tfm_edu.analysis.ablation import ablate_heads, attention_layers, single_head_ablations
 from tfm_edu.analysis.date_notes import date_output_note, reads_as_date, valid_iso_date
+from tfm_edu.analysis.generation import (
+    NextTokenTable,
+    PromptCheck,
+    check_prompt,
+    display_char,
+    generate_text,
+    last_position_attention,
+    next_token_table,
+    sample_next,
+    token_label,
+)
 from tfm_edu.analysis.masked_lm import (
     agreement_accuracy,
     fill_mask,
@@ -66,6 +81,8 @@ __all__ = [
     "SPECIAL_TOKENS",
     "AttentionComparison",
     "AttentionTo",
+    "NextTokenTable",
+    "PromptCheck",
     "ShapeConfig",
     "ShapeTrace",
     "ablate_heads",
@@ -80,20 +97,26 @@ __all__ = [
     "bag_of_words_probabilities",
     "bert_attention",
     "bert_attention_maps",
+    "check_prompt",
     "classification_metrics",
     "cls_attention",
     "compare_attention",
     "date_output_note",
+    "display_char",
     "exact_match",
     "fill_mask",
+    "generate_text",
     "head_statistics",
+    "last_position_attention",
     "masked_accuracy",
+    "next_token_table",
     "norm_weighted_maps",
     "polarity_accuracy",
     "position_similarity",
     "predict",
     "reads_as_date",
     "rotated_copies",
+    "sample_next",
     "sentiment_probabilities",
     "shift_accuracy_by_length",
     "shift_accuracy_by_position",
@@ -101,6 +124,7 @@ __all__ = [
     "single_head_ablations",
     "similarity_by_distance",
     "trace_shapes",
+    "token_label",
     "valid_iso_date",
     "without_special",
 ]

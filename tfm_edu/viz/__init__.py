@@ -15,6 +15,8 @@ from tfm_edu.viz.diagrams import (  # chapters 4-6, 8: the architectures as bloc
     seq2seq_diagram,
     vit_diagram,
 )
+from tfm_edu.viz.generation_explorer import GenerationExplorer  # chapter 9
+from tfm_edu.viz.generation_views import next_token_figure  # chapter 9
 from tfm_edu.viz.heatmaps import (  # chapters 1-7
     attention_grid,
     attention_heatmap,
@@ -42,6 +44,7 @@ from tfm_edu.viz.vit_views import (  # chapter 8
 
 __all__ = [
     "AttentionExplorer",
+    "GenerationExplorer",
     "PositionalEncodingExplorer",
     "ShapeTracer",
     "ViTAttentionExplorer",
@@ -55,6 +58,7 @@ __all__ = [
     "examples_figure",
     "length_generalisation_figure",
     "mask_heatmap",
+    "next_token_figure",
     "overlay_gallery",
     "patch_grid",
     "patches_figure",

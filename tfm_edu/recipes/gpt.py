@@ -106,9 +106,9 @@ class TrainingConfig:
 
 
 SHIPPED = TrainingConfig(
-    phases=(Phase(600, 12, 64), Phase(200, 12, 64, random_offset=True), Phase(180, 6, 256)),
-    lr=3e-3,
-    decay_start=800,
+    phases=(Phase(600, 12, 64), Phase(150, 12, 64, random_offset=True), Phase(300, 4, 256)),
+    lr=4e-3,
+    decay_start=750,
 )
 # nanoGPT's `config/train_shakespeare_char.py` with its CPU command line (block 64, batch 12,
 # 4 layers, 4 heads, D = 128, 2,000 iterations, no dropout); `steps` is refitted to the time.

@@ -27,7 +27,13 @@ from tfm_edu.viz.length_views import length_generalisation_figure  # chapter 3
 from tfm_edu.viz.positional_explorer import PositionalEncodingExplorer  # chapter 3
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
 from tfm_edu.viz.shape_tracer import ShapeTracer  # chapters 4-8
-from tfm_edu.viz.training import plot_history, plot_per_layer, plot_schedule, smooth  # ch 4-8
+from tfm_edu.viz.training import (  # chapters 4-9
+    plot_curves,
+    plot_history,
+    plot_per_layer,
+    plot_schedule,
+    smooth,
+)
 from tfm_edu.viz.vit_explorer import ViTAttentionExplorer  # chapter 8
 from tfm_edu.viz.vit_views import (  # chapter 8
     attention_overlay,
@@ -40,7 +46,7 @@ from tfm_edu.viz.vit_views import (  # chapter 8
     position_similarity_figure,
 )
 
-# Other chapters add their views and explorers below.
+# Other chapters add their views and explorers above, in ruff's sorted order.
 
 __all__ = [
     "AttentionExplorer",
@@ -62,6 +68,7 @@ __all__ = [
     "overlay_gallery",
     "patch_grid",
     "patches_figure",
+    "plot_curves",
     "plot_history",
     "plot_per_layer",
     "plot_schedule",

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfm_edu.viz import _common as common
 
-__all__ = ["smooth", "plot_history", "plot_schedule", "plot_per_layer"]
+__all__ = ["smooth", "plot_history", "plot_schedule", "plot_per_layer", "plot_curves"]
 
 
 def smooth(values, window: int) -> np.ndarray:
@@ -166,6 +166,50 @@ def plot_per_layer(
         ax.set_yscale("log")
     else:
         ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    levels: Mapping[str, float] | None = None,
+    marks: Mapping[str, float] | None = None,
+):
+    """Several (x, y) curves on one axes, with optional horizontal reference levels and vertical
+    marks, e.g. two models' validation loss against training seconds, the bigram's loss as a
+    level and the phases of a curriculum as marks.
+
+    Args:
+        curves: {name: (xs, ys)}, each a line with markers.
+        xlabel, ylabel, title: the axes' labels.
+        levels: {name: y} drawn as dashed horizontal lines.
+        marks: {name: x} drawn as dotted vertical lines, named at the top.
+
+    Returns:
+        A matplotlib Figure.
+    """
+    if not curves:
+        raise ValueError("curves must be a non-empty dict {name: (xs, ys)}")
+    for name, (xs, ys) in curves.items():
+        if len(xs) != len(ys) or len(xs) == 0:
+            raise ValueError(f"{name!r}: {len(xs)} x values for {len(ys)} y values")
+    fig = common.new_matplotlib_figure(7.0, 3.6)
+    ax = fig.add_subplot()
+    colors = _colors(len(curves) + len(levels or {}))
+    for (name, (xs, ys)), color in zip(curves.items(), colors, strict=False):
+        ax.plot(np.asarray(xs, float), np.asarray(ys, float), marker="o", markersize=3,
+                color=color, label=name)  # fmt: skip
+    for (name, y), color in zip((levels or {}).items(), colors[len(curves) :], strict=True):
+        ax.axhline(y, color=color, linestyle="--", linewidth=1, label=f"{name} ({y:.3f})")
+    for name, x in (marks or {}).items():
+        ax.axvline(x, color="gray", linestyle=":", linewidth=1)
+        ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), fontsize=7,
+                    rotation=90, va="top", ha="right", color="gray")  # fmt: skip
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title or "")
     ax.legend(fontsize=8)
     return fig
 

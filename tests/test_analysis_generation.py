@@ -18,7 +18,7 @@ from tfm_edu.analysis import (
     sample_next,
     token_label,
 )
-from tfm_edu.decode import generate, next_token_probs
+from tfm_edu.decode import generate, generation_steps, next_token_probs
 from tfm_edu.models.gpt import GPT, GPTConfig
 from tfm_edu.tokenize import CharTokenizer
 
@@ -133,18 +133,23 @@ def test_temperature_zero_is_greedy():
     assert not hot.greedy and hot.num_kept == TOKENIZER.vocab_size
 
 
-def test_a_long_prompt_is_cut_to_its_last_block_size_characters(tiny_gpt):
-    text = "abcdef" * 6 + "dcba"  # 40 characters, block 32
+def test_a_long_prompt_is_cut_to_the_window_generation_reads(tiny_gpt):
+    text = "abcdef" * 6 + "dcba"  # 40 characters, block 32: generation reads from 16 on
     check = check_prompt(TOKENIZER, text, 32)
-    assert check.ids == TOKENIZER.encode(text[-32:]) and check.error is None
+    assert check.ids == TOKENIZER.encode(text[16:]) and check.error is None
     assert len(check.notes) == 1 and "40 characters" in check.notes[0]
-    assert "last 32" in check.notes[0] and "8 dropped" in check.notes[0]
+    assert "last 24" in check.notes[0] and "16 dropped" in check.notes[0]
     table = next_token_table(tiny_gpt, TOKENIZER, text, top=TOKENIZER.vocab_size)
-    same = next_token_table(tiny_gpt, TOKENIZER, text[-32:], top=TOKENIZER.vocab_size)
+    same = next_token_table(tiny_gpt, TOKENIZER, text[16:], top=TOKENIZER.vocab_size)
     np.testing.assert_allclose(table.final, same.final)
     assert table.notes == check.notes and same.notes == []
+    # what `generate` draws from: the window `decode.context_start` chooses
+    ids = torch.tensor([TOKENIZER.encode(text)])
+    ((logits, _),) = generation_steps(tiny_gpt, ids, 1, greedy=True)
+    expected = next_token_probs(logits, top_k=None).numpy()[0][table.ids]
+    np.testing.assert_allclose(table.final, expected, rtol=1e-5, atol=1e-7)
     maps = last_position_attention(tiny_gpt, TOKENIZER, text)
-    assert maps.attentions.shape[-1] == 32 and maps.notice == check.notes[0]
+    assert maps.attentions.shape[-1] == 24 and maps.notice == check.notes[0]
     assert check_prompt(TOKENIZER, text[-32:], 32).notes == []  # exactly a block: no note
 
 

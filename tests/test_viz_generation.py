@@ -120,8 +120,8 @@ def test_unknown_characters_get_a_notice_and_still_draw(char):
 def test_a_300_character_prompt_gets_a_notice_and_a_figure(char):
     text = ("Return the value of the named attribute of object. " * 6)[:300]
     explorer = GenerationExplorer(*char, prompt=text)
-    assert "300 characters" in explorer.message and "44 dropped" in explorer.message
-    assert "last 64 of the 256 characters" in explorer.message
+    assert "300 characters" in explorer.message and "128 dropped" in explorer.message
+    assert "last 64 of the 172 characters" in explorer.message
     assert NOTICE in explorer.message_html.value and explorer.figure is not None
     assert np.asarray(explorer.attention_figure.data[0].z).shape == (4, 64)
     keys = [k.replace(ZERO_WIDTH_SPACE, "") for k in explorer.attention_figure.data[0].x]

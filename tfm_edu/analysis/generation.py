@@ -16,7 +16,8 @@ attention row that decides the next character. `sample_next` and `generate_text`
 prompt with `generate` (KV cache on), seeded through a `torch.Generator` the caller passes in.
 
 Every function reads the prompt through `check_prompt`: a prompt longer than the model's context
-(`block_size`) is cut to its last `block_size` characters, characters outside the alphabet are
+(`block_size`) is cut to the window generation reads (`decode.context_start`), characters outside
+the alphabet are
 read as [UNK], and both are said in plain sentences (`notes`) rather than warned about.
 """
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tfm_edu.decode import filter_top_k, filter_top_p, generate, next_token_probs
+from tfm_edu.decode import context_start, filter_top_k, filter_top_p, generate, next_token_probs
 from tfm_edu.maps import AttentionMaps
 
 __all__ = [
@@ -52,7 +53,7 @@ _NAMES = {" ": "a space", "\n": "a new line", "\t": "a tab"}
 class PromptCheck:
     """A prompt as the model will read it, and what was changed on the way."""
 
-    ids: list[int]  # the token ids of the last block_size characters (empty for an empty prompt)
+    ids: list[int]  # the ids of the characters the model reads (empty for an empty prompt)
     notes: list[str] = field(default_factory=list)  # plain sentences: [UNK]s, cropping
     error: str | None = None  # why there is nothing to read (an empty prompt), else None
 
@@ -127,8 +128,9 @@ def check_prompt(tokenizer, text: str, block_size: int) -> PromptCheck:
         block_size: the model's context (`model.config.block_size`).
 
     Returns:
-        PromptCheck: ids of the last `block_size` characters, notes on characters read as
-        [UNK] and on cropping, or an error for an empty prompt.
+        PromptCheck: ids of the characters the model reads (`tfm_edu.decode.context_start`:
+        all of them up to `block_size`, then the window generation uses), notes on characters
+        read as [UNK] and on cropping, or an error for an empty prompt.
     """
     if not isinstance(text, str):
         return PromptCheck([], [], f"The prompt must be text, got {type(text).__name__}.")
@@ -137,12 +139,13 @@ def check_prompt(tokenizer, text: str, block_size: int) -> PromptCheck:
             [], [], "The prompt is empty: type a few characters (e.g. 'def ') and press Enter."
         )
     notes = []
-    kept = text[-block_size:]
+    kept = text[context_start(len(text), block_size) :]  # the window `generate` reads
     if len(text) > block_size:
         notes.append(
             f"The prompt has {len(text)} characters, more than the model's context of "
-            f"{block_size}: it reads only the last {block_size} "
-            f"({len(text) - block_size} dropped)."
+            f"{block_size}: like generation, it reads only the last {len(kept)} "
+            f"({len(text) - len(kept)} dropped; the window jumps forward by half a context "
+            "at a time)."
         )
     unknown = tokenizer.unknown_chars(kept)
     if unknown:

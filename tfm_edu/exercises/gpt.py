@@ -102,7 +102,8 @@ def check_top_p_filter(fn) -> CheckResult:
             probabilities,
         ),
     ]
-    return check_function("top_p_filter", fn, filter_top_p, cases, mistakes, compare=_same_kept)
+    name = getattr(fn, "__name__", "top_p_filter")
+    return check_function(name, fn, filter_top_p, cases, mistakes, compare=_same_kept)
 
 
 # ------------------------------------------------------------------ the causal mask of a step
@@ -144,7 +145,8 @@ def check_causal_mask(fn) -> CheckResult:
             one_early,
         ),
     ]
-    return check_function("causal_mask", fn, causal_mask, cases, mistakes)
+    name = getattr(fn, "__name__", "causal_mask")
+    return check_function(name, fn, causal_mask, cases, mistakes)
 
 
 # ------------------------------------------------------------------ cached self-attention

@@ -186,3 +186,50 @@ def test_a_series_not_recorded_stays_empty():
     stored = history.to_dict(every=2)
     assert stored["loss"] == [2.5, 1.0] and stored["lr"] == [] and stored["grad_norm"] == []
     assert History.from_dict(stored).to_dict() == stored
+
+
+def test_decay_can_wait_for_a_stable_stretch():
+    f = warmup_schedule(10, 110, "cosine", floor=0.1, decay_start=60)
+    assert [f(s) for s in (9, 10, 59)] == pytest.approx([1.0, 1.0, 1.0])  # held at the peak
+    assert f(85) == pytest.approx(0.1 + 0.9 * 0.5)  # halfway through the decay
+    assert f(110) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="decay_start"):
+        warmup_schedule(10, 110, decay_start=5)
+
+
+def test_fit_stops_at_max_seconds_and_times_its_evaluations(monkeypatch):
+    import tfm_edu.train.loop as loop
+
+    clock = iter(range(10_000))  # each call to the clock: one more second
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: float(next(clock)))
+    torch.manual_seed(0)
+    data, loss_fn = _regression()
+    history = fit(nn.Linear(4, 1), data, loss_fn, steps=100, max_seconds=5.0,
+                  evaluate=lambda m: {"zero": 0.0}, eval_every=2, progress=False)  # fmt: skip
+    assert len(history.steps) < 100  # stopped early
+    assert history.evals[-1]["step"] == history.steps[-1]  # evaluated where it stopped
+    seconds = [e["seconds"] for e in history.evals]
+    assert seconds == sorted(seconds) and seconds[-1] >= 5.0
+    # evaluations are left out of the training time: less than the wall time that passed
+    assert seconds[-1] < history.seconds
+    with pytest.raises(ValueError, match="max_seconds"):
+        fit(nn.Linear(4, 1), data, loss_fn, steps=3, max_seconds=0, progress=False)
+
+
+def test_plot_curves_draws_lines_levels_and_marks():
+    from tfm_edu.viz.training import plot_curves
+
+    fig = plot_curves(
+        {"ours": ([1, 2, 3], [3.0, 2.0, 1.5]), "theirs": ([1, 3], [3.0, 2.5])},
+        xlabel="seconds",
+        ylabel="loss",
+        levels={"bigram": 2.3},
+        marks={"phase 2": 2.0},
+    )
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines[:2]] == ["ours", "theirs"]
+    assert list(ax.lines[0].get_ydata()) == [3.0, 2.0, 1.5]
+    assert "bigram (2.300)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.get_text() == "phase 2" for t in ax.texts)
+    with pytest.raises(ValueError, match="2 x values for 1 y values"):
+        plot_curves({"bad": ([1, 2], [3.0])}, xlabel="x", ylabel="y")

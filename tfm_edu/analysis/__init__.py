@@ -22,8 +22,16 @@ loads, `tfm_edu.viz` draws).
                temperature, kept by top-k / top-p, renormalised: `next_token_table`), what the
                last character attends to, prompts checked against the context and alphabet,
                sampling through `tfm_edu.decode.generate`
+- `language`   ch 9: a language model's loss over a whole text (`corpus_loss`), in nats,
+               bits per character and perplexity; whether this Python's help texts are the
+               ones a model was trained on
+- `induction`  ch 9: repeated random strings, loss by position, previous-token and induction
+               scores per head (Olsson et al., 2022)
 - `date_notes` ch 5: whether a text is a date the translator was trained on, and the note the
                explorer shows when its output is made up
+
+(`language` and `induction` are imported from their modules: `from tfm_edu.analysis.language
+import corpus_loss`.)
 """
 
 from tfm_edu.analysis.ablation import ablate_heads, attention_layers, single_head_ablations

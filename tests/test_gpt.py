@@ -242,3 +242,20 @@ def test_a_cache_cannot_grow_past_the_block_size():
     model(_ids(1, 30), cache=cache)
     with pytest.raises(ValueError, match="after 30 earlier positions exceed the block size 32"):
         model(_ids(1, 3), cache=cache)
+
+
+def test_rotary_attention_with_a_cache_equals_the_whole_causal_sequence():
+    """Chapter 3's RoPE attention takes the same cache: new tokens rotated from cache.length."""
+    from tfm_edu.models.shift_encoder import RotarySelfAttention
+
+    torch.manual_seed(0)
+    attention = RotarySelfAttention(d_model=8, num_heads=2).eval()
+    x = torch.randn(2, 9, 8)
+    with torch.no_grad():
+        whole, _ = attention(x, x, x, causal_mask(9))
+        cache, pieces = LayerCache(), []
+        for start, stop in [(0, 4), (4, 5), (5, 7), (7, 9)]:
+            chunk = x[:, start:stop]
+            mask = causal_mask(stop - start, stop)
+            pieces.append(attention(chunk, chunk, chunk, mask, False, cache)[0])
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-6, rtol=1e-5)

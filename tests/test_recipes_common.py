@@ -59,6 +59,7 @@ def test_every_recipe_is_registered_with_a_callable():
         "bert-sentiment-seeds",
         "vit-digits",
         "positions-length",
+        "gpt-chars",
     }
     for name, (run, description) in RECIPES.items():
         assert callable(run), name

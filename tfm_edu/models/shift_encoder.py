@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tfm_edu.attention import (
+    LayerCache,
     MultiHeadAttention,
     merge_heads,
     scaled_dot_product_attention,
@@ -110,18 +111,24 @@ class RotarySelfAttention(MultiHeadAttention):
         value: Tensor,
         mask: Tensor | None = None,
         return_attention: bool = True,
+        cache: LayerCache | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Self-attention: query, key, value (B, T, D), token t at position t -> out (B, T, D),
-        weights (B, H, T, T) (or None)."""
+        weights (B, H, T, S) (or None). With a `LayerCache` (chapter 9's KV cache) the T tokens
+        sit at positions cache.length onwards and attend to the S - T cached ones too; keys are
+        cached already rotated."""
         self._check_inputs(query, key, value)
         if query.shape[1] != key.shape[1]:
             raise ValueError(
                 "rotary self-attention places query t and key t at the same position t: "
                 f"query (B, T, D) {tuple(query.shape)} and key {tuple(key.shape)} differ in T"
             )
-        q = self.rotary(split_heads(self.q_proj(query), self.num_heads))  # (B, H, T, Dh)
-        k = self.rotary(split_heads(self.k_proj(key), self.num_heads))  # (B, H, T, Dh)
+        offset = 0 if cache is None else cache.length
+        q = self.rotary(split_heads(self.q_proj(query), self.num_heads), offset)  # (B, H, T, Dh)
+        k = self.rotary(split_heads(self.k_proj(key), self.num_heads), offset)  # (B, H, T, Dh)
         v = split_heads(self.v_proj(value), self.num_heads)  # (B, H, T, Dh)
+        if cache is not None:
+            k, v = cache.append(k, v)  # (B, H, S, Dh) each
         heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, H, T, Dh)
         out = self.out_proj(merge_heads(heads))  # (B, T, D)
         return out, weights if return_attention else None

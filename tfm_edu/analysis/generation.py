@@ -287,8 +287,8 @@ def generate_text(
     """`max_new_tokens` tokens drawn after `text` with `tfm_edu.decode.generate` (KV cache on).
 
     Args:
-        model, tokenizer, text: as for `next_token_table`; the model starts from the prompt's
-            last block_size characters.
+        model, tokenizer, text: as for `next_token_table`; the model reads the prompt through
+            the window generation uses (`check_prompt`).
         max_new_tokens: how many tokens to draw.
         temperature, top_k, top_p: as for `generate`; temperature 0 is greedy.
         generator: a seeded `torch.Generator` (on the model's device) makes the draws repeatable.
@@ -301,7 +301,7 @@ def generate_text(
     prompt = torch.tensor([check.ids], dtype=torch.long, device=_device(model))  # (1, T0)
     ids = generate(
         model, prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        greedy=temperature == 0, use_cache=True, generator=generator,
+        use_cache=True, generator=generator,
     )  # fmt: skip  # (1, T0 + max_new_tokens)
     return tokenizer.decode(ids[0, prompt.shape[1] :].tolist(), stop_at_eos=False)
 

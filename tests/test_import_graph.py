@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "checkpoints": {"train"},
     "reference": {"attention", "layers"},
     "analysis": CORE | {"layers", "decode", "distill", "data", "models"},
-    "viz": {"maps", "positional", "analysis"},
+    "viz": {"maps", "positional", "distill", "analysis"},
     "pretrained": CORE | {"checkpoints", "models"},
     "exercises": CORE
     | {"layers", "decode", "distill", "data", "models", "analysis", "train", "reference"},

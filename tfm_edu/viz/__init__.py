@@ -15,6 +15,12 @@ from tfm_edu.viz.diagrams import (  # chapters 4-6, 8: the architectures as bloc
     seq2seq_diagram,
     vit_diagram,
 )
+from tfm_edu.viz.distill_explorer import DarkKnowledgeExplorer  # chapter 10
+from tfm_edu.viz.distill_views import (  # chapter 10
+    distillation_curve_figure,
+    similarity_scatter,
+    soft_targets_figure,
+)
 from tfm_edu.viz.generation_explorer import GenerationExplorer  # chapter 9
 from tfm_edu.viz.generation_views import next_token_figure  # chapter 9
 from tfm_edu.viz.heatmaps import (  # chapters 1-7
@@ -50,6 +56,7 @@ from tfm_edu.viz.vit_views import (  # chapter 8
 
 __all__ = [
     "AttentionExplorer",
+    "DarkKnowledgeExplorer",
     "GenerationExplorer",
     "PositionalEncodingExplorer",
     "ShapeTracer",
@@ -59,6 +66,7 @@ __all__ = [
     "attention_overlay",
     "cls_attention_figure",
     "confusion_figure",
+    "distillation_curve_figure",
     "encoding_heatmap",
     "encoding_waves",
     "examples_figure",
@@ -74,7 +82,9 @@ __all__ = [
     "plot_schedule",
     "position_similarity_figure",
     "similarity_by_offset",
+    "similarity_scatter",
     "smooth",
+    "soft_targets_figure",
     "value_heatmap",
     "bert_diagram",
     "decoder_layer_diagram",

@@ -5,7 +5,7 @@
 - `tfm_edu.exercises.positional`: chapter 3 (sinusoidal encoding, rotary embeddings).
 - `tfm_edu.exercises.encoder`: chapter 4; `decoder`: chapter 5; `bert`: chapters 6-7;
   `training`: chapter 6 (a training loop); `params`: chapter 7 (parameter counts);
-  `vit`: chapter 8.
+  `vit`: chapter 8; `gpt`: chapter 9; `distill`: chapter 10.
 
 The reference of every check is the package's own function (or PyTorch's) wherever one exists.
 Import checks from their chapter's module (`from tfm_edu.exercises.attention import

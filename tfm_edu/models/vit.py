@@ -194,15 +194,8 @@ class ViT(nn.Module):
             asked, attentions: one (B, H, P+1, P+1) tensor per layer (token 0 is [CLS], token
             1 + i is patch i in reading order).
         """
-        images = torch.as_tensor(images, device=self.cls_token.device)  # (B, C, H, W)
-        c = self.config
-        expected = (c.in_channels, c.image_size, c.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"images must be (B, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
-            )
-        patches = self.patch_embedding(images.to(self.cls_token.dtype))  # (B, P, D)
-        cls = self.cls_token.expand(images.shape[0], -1, -1)  # (B, 1, D)
+        patches = self.embed_patches(images)  # (B, P, D)
+        cls = self.cls_token.expand(patches.shape[0], -1, -1)  # (B, 1, D)
         tokens = self.position_embedding(torch.cat([cls, patches], dim=1))  # (B, P+1, D)
         states, attentions = self.encoder(tokens, return_attention=return_attention)  # (B, P+1, D)
         logits = self.head(states[:, 0])  # (B, num_classes): the class is read from [CLS]
@@ -214,6 +207,24 @@ class ViT(nn.Module):
                 )
             loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
         return ViTOutput(logits, loss, attentions)
+
+    def embed_patches(self, images: Tensor) -> Tensor:
+        """Check the images' shape and map them to patch tokens (before [CLS] and positions).
+
+        Args:
+            images: (B, C, H, W) with the config's C and H = W = image_size (NumPy works too).
+
+        Returns:
+            (B, P, D) tokens, patch i in reading order.
+        """
+        images = torch.as_tensor(images, device=self.cls_token.device)  # (B, C, H, W)
+        c = self.config
+        expected = (c.in_channels, c.image_size, c.image_size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"images must be (B, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
+            )
+        return self.patch_embedding(images.to(self.cls_token.dtype))  # (B, P, D)
 
 
 def _check_images(images: Tensor, patch_size: int) -> None:

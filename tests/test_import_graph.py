@@ -49,9 +49,10 @@ ALLOWED: dict[str, set[str]] = {
         "train",
         "checkpoints",
         "pretrained",
+        "bench",
     },
     "teacher": set(),
-    "bench": CORE | {"reference", "pretrained", "models", "decode"},
+    "bench": CORE | {"reference", "pretrained", "models", "decode", "data"},
 }
 # Entry points run as `python -m ...`; they sit on top of everything and nothing imports them.
 # module -> the components it may import. An entry point that is a top-level module

@@ -60,6 +60,8 @@ def test_every_recipe_is_registered_with_a_callable():
         "vit-digits",
         "positions-length",
         "gpt-chars",
+        "distill-digits",
+        "distill-minilm",
     }
     for name, (run, description) in RECIPES.items():
         assert callable(run), name

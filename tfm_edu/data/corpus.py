@@ -14,18 +14,26 @@ time and never store them.
 - `random_windows` / `batches`: random (input, next-character) windows for training;
 - `eval_windows`: the whole validation text cut into consecutive windows, every character
   predicted exactly once, for a validation loss that does not depend on a random draw.
+
+Chapter 10 reads the same texts as English sentences (`sentences`, `sentence_split`: the
+sentences of the last 10 % of the characters are held out, as the characters are in chapter 9),
+and can mix in the course's grammar sentences (`mix_grammar`), for a teacher to embed and a
+student to imitate.
 """
 
 from __future__ import annotations
 
 import hashlib
 import platform
+import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from tfm_edu.data.sentences import make_sentence
 from tfm_edu.tokenize import CharTokenizer
 
 __all__ = [
@@ -39,9 +47,20 @@ __all__ = [
     "random_windows",
     "batches",
     "eval_windows",
+    "SENTENCE_WORDS",
+    "sentence_spans",
+    "sentences",
+    "sentence_split",
+    "mix_grammar",
 ]
 
 TRAIN_FRACTION = 0.9  # the first 90 % of the characters train, the last 10 % validate
+SENTENCE_WORDS = (5, 50)  # a kept sentence has this many words, bounds included
+_PARAGRAPH = re.compile(r"[^\n]+(?:\n[^\n]+)*")  # lines up to a blank line
+_BULLET = re.compile(r"^( *)([*-]|\d+\.) ")  # "  * item", "- item", "1. item"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(]?[A-Z])")  # ". " before a capital letter
+_FOOTNOTE = re.compile(r" ?\[\d+\]")  # "[4]"
+_PROSE = set(" ,.;:'\"“”’()-*")  # besides letters, what English prose is made of (*emphasis*)
 
 
 @dataclass(frozen=True)
@@ -146,3 +165,97 @@ def _check_ids(ids: Tensor, block_size: int) -> None:
         raise ValueError(f"ids must be a (N,) int64 tensor, got {getattr(ids, 'shape', ids)!r}")
     if not isinstance(block_size, int) or not 1 <= block_size < len(ids):
         raise ValueError(f"need 1 <= block_size < N = {len(ids)}, got {block_size!r}")
+
+
+def sentence_spans(text: str | None = None) -> list[tuple[int, int, str]]:
+    """The English sentences of the help texts, with where their paragraph lies in the text.
+
+    The rule, deterministic:
+    1. paragraphs are runs of non-blank lines;
+    2. code, grammar rules and tables are indented (by 3 spaces or more, or unevenly), so a
+       paragraph is kept only if all its lines start at one column (a list item's continuation
+       lines at its text's column), and its bullet ("* ", "- ", "1. ") is dropped;
+    3. its lines are joined, footnote marks ("[4]") removed, and it is cut after ".", "!" or "?"
+       followed by a space and a capital letter;
+    4. a sentence is kept if it starts with a capital letter, ends with ".", has
+       `SENTENCE_WORDS` (5 to 50) words, and at least 90 % of its characters are letters,
+       spaces, ordinary punctuation (, . ; : ' " ( ) -) or the "*" of *emphasis*: this drops
+       sentences made mostly of inline code;
+    5. only its first occurrence is kept (some help pages repeat others).
+
+    Args:
+        text: the help texts (default: `help_texts()`).
+
+    Returns:
+        [(start, end, sentence)], in the order of the text; start and end are the character
+        offsets of the paragraph it comes from.
+    """
+    text = help_texts() if text is None else text
+    spans, seen = [], set()
+    low, high = SENTENCE_WORDS
+    for match in _PARAGRAPH.finditer(text):
+        lines = match.group().split("\n")
+        bullet = _BULLET.match(lines[0])
+        column = len(bullet.group(0)) if bullet else len(lines[0]) - len(lines[0].lstrip(" "))
+        indents = {len(line) - len(line.lstrip(" ")) for line in lines[1:]}
+        if (bullet is None and column >= 3) or indents - {column}:
+            continue  # code, a grammar rule or a table
+        paragraph = " ".join(line.strip() for line in lines)
+        if bullet:
+            paragraph = paragraph[len(bullet.group(0).strip()) + 1 :]
+        paragraph = " ".join(_FOOTNOTE.sub("", paragraph).split())
+        for sentence in _SENTENCE_END.split(paragraph):
+            prose = sum(c.isalpha() or c in _PROSE for c in sentence)
+            if (
+                low <= len(sentence.split()) <= high
+                and sentence[0].isupper()
+                and sentence.endswith(".")
+                and prose >= 0.9 * len(sentence)
+                and sentence not in seen
+            ):
+                seen.add(sentence)
+                spans.append((match.start(), match.end(), sentence))
+    return spans
+
+
+def sentences(text: str | None = None) -> list[str]:
+    """All the English sentences of the help texts (see `sentence_spans` for the rule)."""
+    return [sentence for _, _, sentence in sentence_spans(text)]
+
+
+def sentence_split(
+    text: str | None = None, train_fraction: float = TRAIN_FRACTION
+) -> tuple[list[str], list[str]]:
+    """(train, held_out) sentences, following `split`'s cut of the characters: a sentence whose
+    paragraph ends before the cut trains, one whose paragraph starts at or after it is held out,
+    and the paragraph that straddles the cut is left out of both."""
+    text = help_texts() if text is None else text
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
+    cut = int(len(text) * train_fraction)
+    spans = sentence_spans(text)
+    train = [sentence for _, end, sentence in spans if end <= cut]
+    held_out = [sentence for start, _, sentence in spans if start >= cut]
+    return train, held_out
+
+
+def mix_grammar(texts: list[str], count: int, *, seed: int = 0) -> list[str]:
+    """`texts` with `count` sentences of the course's grammar (`tfm_edu.data.sentences`, e.g.
+    "the plot was not very dull .") inserted at random places; the order of `texts` is kept.
+
+    Args:
+        texts: sentences (e.g. `sentence_split()[0]`).
+        count: how many grammar sentences to add (0: `texts` unchanged).
+        seed: the grammar's draws and the places.
+
+    Returns:
+        A new list of len(texts) + count sentences.
+    """
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count!r}")
+    rng = random.Random(seed)
+    grammar = [make_sentence(rng).text for _ in range(count)]
+    mixed = list(texts)
+    for sentence in grammar:
+        mixed.insert(rng.randrange(len(mixed) + 1), sentence)
+    return mixed

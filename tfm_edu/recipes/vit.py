@@ -20,7 +20,7 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -136,20 +136,28 @@ def train_classifier(
     labels: Tensor,
     progress: bool = True,
     desc: str = "training",
+    *,
+    steps: int | None = None,
+    loss_fn: Callable[[nn.Module, tuple[Tensor, Tensor]], Tensor] | None = None,
 ) -> History:
     """The recipe for any image classifier (the ViT, or a baseline): jittered batches,
     label-smoothed cross-entropy, AdamW with warm-up and cosine decay, via `tfm_edu.train.fit`.
-    `model(images, targets, label_smoothing=...)` returns an output with `.loss`."""
-    steps = settings.epochs * math.ceil(len(images) / settings.batch_size)
+    `model(images, targets, label_smoothing=...)` returns an output with `.loss`.
 
-    def loss_fn(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+    steps: optimisation steps (default: `settings.epochs` passes over the images); loss_fn:
+    `loss_fn(model, (images, labels))` instead of the label-smoothed cross-entropy (chapter 10
+    adds a teacher's logits)."""
+    if steps is None:
+        steps = settings.epochs * math.ceil(len(images) / settings.batch_size)
+
+    def cross_entropy(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         batch_images, batch_labels = batch  # (B, 1, 8, 8), (B,)
         return model(batch_images, batch_labels, label_smoothing=settings.label_smoothing).loss
 
     return fit(
         model,
         augmented_batches(images, labels, settings),
-        loss_fn,
+        loss_fn or cross_entropy,
         steps=steps,
         lr=settings.lr,
         weight_decay=settings.weight_decay,

@@ -212,6 +212,7 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         fused: bool = False,
+        num_kv_heads: int | None = None,
     ) -> None:
         """
         Args:
@@ -220,19 +221,39 @@ class MultiHeadAttention(nn.Module):
             dropout: dropout probability on the attention weights (training only).
             bias: whether the four projections have biases.
             fused: use `F.scaled_dot_product_attention` when weights are not requested.
+            num_kv_heads: H_kv, how many heads of keys and values (chapter 11): None or H is
+                ordinary multi-head attention, 1 multi-query attention (Shazeer, 2019), and
+                anything between that divides H grouped-query attention (Ainslie et al.,
+                2023): query heads h = g * H / H_kv ... (g + 1) * H / H_kv - 1 share key and
+                value head g, so k_proj and v_proj shrink to H_kv * head_dim outputs and a KV
+                cache keeps H_kv heads instead of H.
         """
         super().__init__()
+        if not isinstance(num_heads, int) or num_heads < 1:
+            raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         if d_model % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}")
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if not isinstance(num_kv_heads, int) or num_kv_heads < 1 or num_heads % num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads={num_kv_heads} must be a positive int dividing num_heads={num_heads}"
+            )
         self.d_model = d_model
+        # A plain attribute: head pruning (`tfm_edu.efficiency.prune_heads`) lowers it, down to
+        # 0, and slices the projections to match; head_dim never changes.
         self.num_heads = num_heads
         self.head_dim = d_model // num_heads
         self.dropout = dropout
         self.fused = fused
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.q_proj = nn.Linear(d_model, num_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d_model, num_kv_heads * self.head_dim, bias=bias)
+        self.out_proj = nn.Linear(num_heads * self.head_dim, d_model, bias=bias)
+
+    @property
+    def num_kv_heads(self) -> int:
+        """H_kv, the heads of keys and values (read off k_proj, so pruning keeps it true)."""
+        return self.k_proj.out_features // self.head_dim
 
     def forward(
         self,
@@ -261,14 +282,20 @@ class MultiHeadAttention(nn.Module):
             weights: (B, H, T, S), or None when `return_attention` is False.
         """
         self._check_inputs(query, key, value)
+        if self.num_heads == 0:  # every head pruned away: only out_proj's bias is left
+            return self._no_heads(query, key, return_attention, cache)
         # split_heads is a view whose rows of one head lie D apart in memory; `.contiguous()`
         # copies each head's (L, Dh) block together, the layout the batched matmuls read as it
         # is (k^T becomes a free view). Without it matmul copies anyway, k into a transpose.
         q = split_heads(self.q_proj(query), self.num_heads).contiguous()  # (B, H, T, Dh)
-        k = split_heads(self.k_proj(key), self.num_heads).contiguous()  # (B, H, S, Dh)
-        v = split_heads(self.v_proj(value), self.num_heads).contiguous()  # (B, H, S, Dh)
+        k = split_heads(self.k_proj(key), self.num_kv_heads).contiguous()  # (B, H_kv, S, Dh)
+        v = split_heads(self.v_proj(value), self.num_kv_heads).contiguous()  # (B, H_kv, S, Dh)
         if cache is not None:
-            k, v = cache.append(k, v)  # (B, H, S_cached + S, Dh) each: the past, then the new
+            k, v = cache.append(k, v)  # (B, H_kv, S_cached + S, Dh) each: the past, the new
+        if self.num_kv_heads != self.num_heads:  # grouped: each key/value head serves a group
+            group = self.num_heads // self.num_kv_heads
+            k = k.repeat_interleave(group, dim=1)  # (B, H, S, Dh): head h reads kv head h // group
+            v = v.repeat_interleave(group, dim=1)  # (B, H, S, Dh)
         dropout_p = self.dropout if self.training else 0.0
         if self.fused and not return_attention:
             heads, weights = _fused_attention(q, k, v, mask, dropout_p), None  # (B, H, T, Dh)
@@ -277,8 +304,18 @@ class MultiHeadAttention(nn.Module):
         out = self.out_proj(merge_heads(heads))  # (B, T, D)
         return out, weights if return_attention else None  # (B, T, D), (B, H, T, S)
 
+    def _no_heads(
+        self, query: Tensor, key: Tensor, return_attention: bool, cache: LayerCache | None
+    ) -> tuple[Tensor, Tensor | None]:
+        B, T, _ = query.shape
+        empty = key.new_zeros(B, 0, key.shape[1], self.head_dim)  # (B, 0, S, Dh)
+        S = cache.append(empty, empty)[0].shape[-2] if cache is not None else key.shape[1]
+        out = self.out_proj(query.new_zeros(B, T, 0))  # (B, T, D): the bias, or zeros
+        return out, query.new_zeros(B, 0, T, S) if return_attention else None  # (B, 0, T, S)
+
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, num_heads={self.num_heads}, fused={self.fused}"
+        kv = f", num_kv_heads={self.num_kv_heads}" if self.num_kv_heads != self.num_heads else ""
+        return f"d_model={self.d_model}, num_heads={self.num_heads}{kv}, fused={self.fused}"
 
     def _check_inputs(self, query: Tensor, key: Tensor, value: Tensor) -> None:
         for name, x in (("query", query), ("key", key), ("value", value)):

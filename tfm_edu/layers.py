@@ -16,6 +16,9 @@ LayerNorm after the stack. The layers follow `torch.nn.TransformerEncoderLayer` 
 `TransformerDecoderLayer` (batch_first=True) exactly, so their weights can be copied over and the
 outputs compared (`tfm_edu.reference`).
 
+`num_kv_heads` (chapter 11) gives an encoder stack grouped-query self-attention: fewer heads of
+keys and values than of queries (see `MultiHeadAttention`).
+
 Constructors are keyword-only (`EncoderLayer(d_model=64, num_heads=4, d_ff=256)`): their sizes
 are all ints, and a swapped pair would build a different model without complaint. Layers return
 `(x, weights)` like `MultiHeadAttention`; the stacks return every layer's weights as a tuple,
@@ -68,10 +71,13 @@ class EncoderLayer(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model=d_model, num_heads=num_heads, dropout=dropout)
+        self.self_attn = MultiHeadAttention(
+            d_model=d_model, num_heads=num_heads, dropout=dropout, num_kv_heads=num_kv_heads
+        )
         self.feed_forward = FeedForward(
             d_model=d_model, d_ff=d_ff, dropout=dropout, activation=activation
         )
@@ -193,6 +199,7 @@ class Encoder(nn.Module):
         activation: str = "relu",
         norm_first: bool = False,
         layer_norm_eps: float = 1e-5,
+        num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
         _check_num_layers(num_layers)
@@ -200,6 +207,7 @@ class Encoder(nn.Module):
             EncoderLayer(
                 d_model=d_model, num_heads=num_heads, d_ff=d_ff, dropout=dropout,
                 activation=activation, norm_first=norm_first, layer_norm_eps=layer_norm_eps,
+                num_kv_heads=num_kv_heads,
             )
             for _ in range(num_layers)
         )  # fmt: skip

@@ -52,6 +52,7 @@ class GPTConfig:
     d_ff: int = 512  # hidden width of each block's feed-forward (4 D, as in GPT-2)
     dropout: float = 0.0  # on embeddings, attention weights and residual branches (training)
     layer_norm_eps: float = 1e-5  # LayerNorm's epsilon, as in PyTorch and GPT-2
+    num_kv_heads: int | None = None  # heads of keys/values; None = num_heads (ch. 11: GQA)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "num_layers", "num_heads", "d_model", "d_ff"):
@@ -60,6 +61,9 @@ class GPTConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"num_heads={self.num_heads} must divide d_model={self.d_model}")
+        kv = self.num_kv_heads
+        if kv is not None and (not isinstance(kv, int) or kv < 1 or self.num_heads % kv):
+            raise ValueError(f"num_kv_heads={kv!r} must be a positive int dividing num_heads")
 
     @property
     def head_dim(self) -> int:
@@ -144,6 +148,7 @@ class GPT(nn.Module):
             activation="gelu",
             norm_first=True,
             layer_norm_eps=c.layer_norm_eps,
+            num_kv_heads=c.num_kv_heads,
         )
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight  # tied: one (V, D) matrix

@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "positional": set(),
     "decode": set(),
     "distill": set(),
+    "efficiency": CORE | {"layers", "models", "analysis"},
     "layers": {"attention", "positional"},
     "data": {"tfm_edu", "maps", "numpy_attention", "tokenize"},
     "models": CORE | {"layers", "decode", "distill"},
@@ -37,12 +38,23 @@ ALLOWED: dict[str, set[str]] = {
     "viz": {"maps", "positional", "distill", "analysis"},
     "pretrained": CORE | {"checkpoints", "models"},
     "exercises": CORE
-    | {"layers", "decode", "distill", "data", "models", "analysis", "train", "reference"},
+    | {
+        "layers",
+        "decode",
+        "distill",
+        "efficiency",
+        "data",
+        "models",
+        "analysis",
+        "train",
+        "reference",
+    },
     "recipes": CORE
     | {
         "layers",
         "decode",
         "distill",
+        "efficiency",
         "data",
         "models",
         "analysis",
@@ -52,7 +64,7 @@ ALLOWED: dict[str, set[str]] = {
         "bench",
     },
     "teacher": set(),
-    "bench": CORE | {"reference", "pretrained", "models", "decode", "data"},
+    "bench": CORE | {"reference", "pretrained", "models", "decode", "data", "efficiency"},
 }
 # Entry points run as `python -m ...`; they sit on top of everything and nothing imports them.
 # module -> the components it may import. An entry point that is a top-level module

@@ -1,0 +1,1 @@
+"""Chapter 11 in code: what attention costs, and how to pay less."""

@@ -62,6 +62,7 @@ def test_every_recipe_is_registered_with_a_callable():
         "gpt-chars",
         "distill-digits",
         "distill-minilm",
+        "prune-heads",
     }
     for name, (run, description) in RECIPES.items():
         assert callable(run), name

@@ -19,6 +19,7 @@ Everything here loads from local files only (no hub, no network), through
 - `digits_convnet()`       chapter 10's convnet teacher for 8x8 digits, data/digits_convnet.*
 - `digits_deit()`          chapter 10's DeiT distilled from it, from data/digits_deit.*, and
                            `distill_digits_table()`, the data-size experiment behind them
+- `prune_heads_table()`    chapter 11's head-pruning curves (tiny BERT sentiment, digits ViT)
 
 Each is remade by its recipe, `python -m tfm_edu.train <recipe>` (the card's "command").
 """
@@ -64,6 +65,8 @@ __all__: list[str] = [
     "digits_convnet",
     "digits_deit",
     "distill_digits_table",
+    "PRUNE_HEADS",
+    "prune_heads_table",
 ]
 
 
@@ -498,6 +501,43 @@ def minilm_student(name: str = MINILM_STUDENT, *, device=None):
     model.embeddings.requires_grad_(False)  # frozen: MiniLM's, shared
     tokenizer = WordPiece.from_file(minilm_dir().joinpath("vocab.txt"), lowercase=True)
     return model.to(device or "cpu").eval(), tokenizer
+
+
+# --- chapter 11: head pruning -----------------------------------------------------------------
+
+PRUNE_HEADS = "prune_heads"  # data/<name>.json: the experiment's curves, no weights
+
+
+def prune_heads_table() -> dict:
+    """The experiment `python -m tfm_edu.train prune-heads` wrote: head importance and test
+    accuracy as heads are removed, least important first and in random orders.
+
+    Returns:
+        The JSON object: "models" {"bert_sentiment" | "digits_vit": {"importance" (L, H) as
+        lists, "importance_order" [[layer, head], ...], "heads_removed" [0, 1, ..., L * H],
+        "accuracy" {"importance", "random_mean", "random_std", "random_min", "random_max": one
+        per point; "random": one curve per seed}, "pruned_accuracy" and "parameters" (the
+        model with those heads really removed, importance order), "parameters_per_head", ...}};
+        "random_seeds"; "command"; "seconds"; "threads".
+    """
+    path = card_path(PRUNE_HEADS)
+    try:
+        table = json.loads(path.read_text())
+        missing = [k for k in ("models", "random_seeds", "command") if k not in table]
+        if missing:
+            raise KeyError(f"no {missing}")
+        for name, entry in table["models"].items():
+            points = len(entry["heads_removed"])
+            curves = [entry["parameters"], entry["pruned_accuracy"]] + [
+                entry["accuracy"][k] for k in ("importance", "random_mean", "random_std")
+            ]
+            if any(len(curve) != points for curve in curves):
+                raise ValueError(f"{name}: one value per point ({points}) expected")
+            if len(entry["accuracy"]["random"]) != len(table["random_seeds"]):
+                raise ValueError(f"{name}: one random curve per seed expected")
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: no readable head-pruning table ({error!r})") from None
+    return table
 
 
 def _card_tokenizer(name, card: dict, kind):

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from tfm_edu.attention import MultiHeadAttention
 
-__all__ = ["attention_layers", "ablate_heads", "single_head_ablations"]
+__all__ = ["attention_layers", "resolve_heads", "ablate_heads", "single_head_ablations"]
 
 Key = int | str
 
@@ -96,14 +96,9 @@ def ablate_heads(model: nn.Module, heads: Mapping[Key, Iterable[int]]) -> Iterat
     Yields:
         the model itself.
     """
-    layers = attention_layers(model)
-    if not isinstance(heads, Mapping):
-        raise TypeError(f"heads must be a mapping {{layer: [head, ...]}}, got {type(heads)}")
     handles = []
     try:
-        for key, chosen in heads.items():
-            module = _layer(layers, key)
-            indices = _heads(module, key, chosen)
+        for module, indices in resolve_heads(model, heads).values():
             if indices:
                 keep = torch.ones(module.num_heads, dtype=torch.bool)
                 keep[indices] = False  # (H,)
@@ -113,6 +108,27 @@ def ablate_heads(model: nn.Module, heads: Mapping[Key, Iterable[int]]) -> Iterat
     finally:
         for handle in handles:
             handle.remove()
+
+
+def resolve_heads(
+    model: nn.Module, heads: Mapping[Key, Iterable[int]]
+) -> dict[Key, tuple[MultiHeadAttention, list[int]]]:
+    """Check a {layer key: [head, ...]} mapping against `model` (what `ablate_heads` and
+    `tfm_edu.efficiency.pruning.prune_heads` take), with errors naming the valid keys and heads.
+
+    Returns:
+        {key: (that layer's MultiHeadAttention, [head, ...])}, keys as in `attention_layers`
+        (NumPy integers become ints), heads in the order given.
+    """
+    layers = attention_layers(model)
+    if not isinstance(heads, Mapping):
+        raise TypeError(f"heads must be a mapping {{layer: [head, ...]}}, got {type(heads)}")
+    resolved: dict[Key, tuple[MultiHeadAttention, list[int]]] = {}
+    for key, chosen in heads.items():
+        module = _layer(layers, key)
+        key = int(key) if isinstance(key, np.integer) else key
+        resolved.setdefault(key, (module, []))[1].extend(_heads(module, key, chosen))
+    return resolved
 
 
 def _gate(keep: Tensor) -> Callable:

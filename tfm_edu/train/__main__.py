@@ -11,7 +11,16 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from tfm_edu.recipes import bert, dates, distill_digits, distill_minilm, gpt, positions, vit
+from tfm_edu.recipes import (
+    bert,
+    dates,
+    distill_digits,
+    distill_minilm,
+    gpt,
+    positions,
+    prune_heads,
+    vit,
+)
 
 __all__ = ["RECIPES", "main"]
 
@@ -37,6 +46,10 @@ RECIPES: dict[str, tuple[Callable[[list[str]], object], str]] = {
     "distill-digits": (
         distill_digits.main,
         "chapter 10: convnet teacher, ViT and DeiT (soft/hard) on 10-100 % of the digits",
+    ),
+    "prune-heads": (
+        prune_heads.main,
+        "chapter 11: head importance and the pruning curve (tiny BERT sentiment, digits ViT)",
     ),
 }
 

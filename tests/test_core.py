@@ -72,7 +72,9 @@ def test_cpu_threads_sets_then_restores():
 
 
 def test_benchmarks_are_registered_functions_and_main_shows_help(capsys):
-    assert set(bench.BENCHMARKS) == {"attention", "bert", "generate", "student"}
+    assert set(bench.BENCHMARKS) == {
+        "attention", "bert", "generate", "student", "scaling", "int8", "prune"
+    }  # fmt: skip
     for name, (run, description) in bench.BENCHMARKS.items():
         assert callable(run) and description, name
     with pytest.raises(SystemExit) as exit_info:

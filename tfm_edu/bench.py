@@ -23,6 +23,9 @@ The method, and why:
     python -m tfm_edu.bench bert           # MiniLM, batch of 64: explicit softmax vs fused SDPA
     python -m tfm_edu.bench generate       # char GPT, greedy: generation with vs without KV cache
     python -m tfm_edu.bench student        # MiniLM vs its 2-layer student: sentences per second
+    python -m tfm_edu.bench prune          # MiniLM: half its heads pruned vs half weights zeroed
+    python -m tfm_edu.bench int8           # MiniLM, float32 vs our int8 linears: speed, MB, cosine
+    python -m tfm_edu.bench scaling        # one attention call vs T: time, peak memory, FLOPs
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ __all__ = [
     "bench_generate",
     "sentence_speed",
     "bench_student",
+    "bench_prune",
+    "bench_int8",
+    "SCALING_LENGTHS",
+    "scaling_repeats",
+    "bench_scaling",
     "main",
 ]
 
@@ -614,6 +622,344 @@ def bench_student(argv: list[str] | None = None) -> list[dict[str, str]]:
     return rows
 
 
+SCALING_LENGTHS = (128, 256, 512, 1024, 2048, 4096, 8192)  # bench_scaling's default T values
+
+
+def scaling_repeats(length: int, quick: bool = False) -> int:
+    """Default rounds for `bench_scaling` at one length: fewer where one call takes longer
+    (15 up to T=1024, then 9, 7, 5 at 2048, 4096, 8192; at most 5 with --quick), so that the
+    default run takes about two minutes on one CPU thread."""
+    rounds = 15 if length <= 1024 else 9 if length <= 2048 else 7 if length <= 4096 else 5
+    return min(rounds, 5) if quick else rounds
+
+
+def bench_scaling(argv: list[str] | None = None) -> list[dict[str, str]]:
+    """Chapter 11: one self-attention call at growing T through the explicit path, PyTorch's
+    SDPA and `tiled_attention`: time, measured peak memory, and the analytic FLOPs and bytes."""
+    from tfm_edu.device import pick
+    from tfm_edu.efficiency.cost import (
+        attention_flops,
+        attention_memory,
+        describe_slopes,
+        loglog_slope,
+    )
+    from tfm_edu.efficiency.memory import (
+        ATTENTION_PATHS,
+        attention_inputs,
+        measure_peak,
+        sdpa_backend,
+    )
+
+    parser = argparse.ArgumentParser(prog="python -m tfm_edu.bench scaling")
+    parser.add_argument("--lengths", type=int, nargs="+", default=None, help="T values")
+    parser.add_argument("--quick", action="store_true", help="T = 128..1024, fewer rounds")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default: by length)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (0: leave as is)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write all numbers here")
+    args = parser.parse_args(argv or [])
+    lengths = args.lengths or (SCALING_LENGTHS[:4] if args.quick else SCALING_LENGTHS)
+    if min(lengths) < 1 or (args.repeats is not None and args.repeats < 1):
+        parser.error("--lengths and --repeats must be >= 1")
+    device, threads = pick(args.device), args.threads or None
+    B, H, Dh = 1, 4, 64
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    per_second = (1e12, "TFLOP/s") if device.type == "cuda" else (1e9, "GFLOP/s")
+    rows, results, method = [], [], None
+    with benchmark_threads(threads if device.type == "cpu" else None), torch.inference_mode():
+        backend = sdpa_backend(*attention_inputs(lengths[0], batch=B, heads=H, head_dim=Dh,
+                                                 device=device)[:3])  # fmt: skip
+        for T in lengths:
+            q, k, v, _ = attention_inputs(T, batch=B, heads=H, head_dim=Dh, device=device)
+            repeats = args.repeats or scaling_repeats(T, args.quick)
+            t = compare(
+                {name: partial(run, q, k, v) for name, run in ATTENTION_PATHS.items()},
+                repeats=repeats, warmup=1, synchronize=sync, number=None,
+                clock=benchmark_clock(device, threads), shuffle=True,
+            )  # fmt: skip
+            flops = attention_flops(B, H, T, T, Dh)
+            for name in ATTENTION_PATHS:
+                peak = None if args.no_memory else measure_peak(
+                    name, T, batch=B, heads=H, head_dim=Dh, device=device
+                )  # fmt: skip
+                method = peak.method if peak else method
+                model = attention_memory(B, H, T, T, Dh, path=name)
+                seconds = t[name].median
+                results.append({"length": T, "path": name, "seconds": seconds,
+                                "samples": list(t[name].samples), "flops": flops,
+                                "peak_bytes": peak.bytes if peak else None,
+                                "model_bytes": model})  # fmt: skip
+                rows.append({
+                    "T": str(T), "path": name, "rounds": str(repeats),
+                    "ms": _figures(seconds * 1e3),
+                    "/ explicit": f"{paired_ratio(t[name], t['explicit'])[0]:.2f}x",
+                    per_second[1]: _figures(flops / seconds / per_second[0]),
+                    "GFLOP": f"{flops / 1e9:.3g}",
+                    "peak MiB": _figures(peak.bytes / 2**20) if peak else "-",
+                    "model MiB": _figures(model / 2**20),
+                })  # fmt: skip
+    print(
+        f"One self-attention call, B={B}, H={H}, Dh={Dh}, T = S, no mask, float32, "
+        f"{_where(device, threads)}, torch {torch.__version__}"
+    )
+    kernel = {
+        "FLASH_ATTENTION": f"flash attention in {'C++' if device.type == 'cpu' else 'CUDA'}: "
+        "tiles and an online softmax, as tiled does",
+        "EFFICIENT_ATTENTION": "the memory-efficient kernel: tiles, never the (T, S) matrix",
+        "MATH": "the explicit formula, (T, S) matrix included",
+    }.get(backend, "unknown")
+    print(f"sdpa ran PyTorch's {backend} kernel on the {device.type.upper()}: {kernel}")
+    fresh = ", a fresh process per call" if device.type == "cpu" else ""
+    measured = "not measured (--no-memory)" if method is None else f"measured ({method}{fresh})"
+    print(
+        f"interleaved rounds (order shuffled) after one warm-up, {_clock_name(device, threads)}; "
+        "ms = median per call, / explicit = median of round-by-round ratios; "
+        f"GFLOP = 4 B H T S Dh (the two matmuls); peak MiB = {measured}, model MiB = "
+        "tfm_edu.efficiency.cost.attention_memory\n"
+    )
+    print(format_table(rows))
+    fit_from = 512 if sum(T >= 512 for T in lengths) >= 2 else None
+    slopes: dict[str, dict[str, float]] = {"time": {}, "memory": {}}
+    for name in ATTENTION_PATHS:
+        mine = [r for r in results if r["path"] == name]
+        x = [r["length"] for r in mine]
+        slopes["time"][name] = loglog_slope(x, [r["seconds"] for r in mine], min_x=fit_from)
+        if all(r["peak_bytes"] for r in mine) and len(set(x)) > 1:
+            peaks = [r["peak_bytes"] for r in mine]
+            slopes["memory"][name] = loglog_slope(x, peaks, min_x=fit_from)
+    print(
+        f"\nfitted log-log slopes (np.polyfit over {'T >= 512' if fit_from else 'all T'}):\n"
+        + describe_slopes(slopes["time"], slopes["memory"])
+    )
+    if not args.no_memory:
+        last = {r["path"]: max(r["peak_bytes"], 1) for r in results if r["length"] == lengths[-1]}
+        print(
+            f"at T={lengths[-1]}, explicit's peak is {last['explicit'] / last['tiled']:.0f}x "
+            f"tiled's and {last['explicit'] / last['sdpa']:.0f}x sdpa's"
+        )
+    if args.json:
+        import json
+
+        with open(args.json, "w") as file:
+            json.dump({"device": _where(device, threads), "torch": torch.__version__,
+                       "batch": B, "heads": H, "head_dim": Dh, "dtype": "float32",
+                       "sdpa_backend": backend, "memory_method": method, "slopes": slopes,
+                       "results": results}, file, indent=2)  # fmt: skip
+    return rows
+
+
+def bench_int8(argv: list[str] | None = None) -> list[dict[str, str]]:
+    """Chapter 11: all-MiniLM-L6-v2 in float32 and with our int8 linear layers
+    (`tfm_edu.efficiency.quantize`) embedding the same held-out sentences: sentences per second,
+    the linear layers' bytes, and the cosine between float32 and int8 embeddings."""
+    from tfm_edu.data.corpus import sentence_split
+    from tfm_edu.efficiency.quantize import int8_fidelity, quantize_int8
+    from tfm_edu.pretrained import load_minilm
+
+    parser = argparse.ArgumentParser(prog="python -m tfm_edu.bench int8")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="16 sentences, 3 rounds")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
+    )
+    args = parser.parse_args(argv or [])
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    threads = args.threads or None
+    model, tokenizer = load_minilm()
+    sentences, repeats = sentence_split()[1], args.repeats
+    if args.quick:
+        sentences, repeats = sentences[:16], min(repeats, 3)
+    models = {
+        "float32": model,
+        "int8 weights": quantize_int8(model),
+        "int8 matmul": quantize_int8(model, int8_matmul=True),
+    }
+    t = sentence_speed(models, tokenizer, sentences, repeats=repeats, threads=threads)
+    speeds = {name: paired_ratio(t["float32"], t[name])[0] for name in models}  # float / it
+    fidelity = {
+        name: int8_fidelity(model, tokenizer, sentences, quantised=models[name])
+        for name in ("int8 weights", "int8 matmul")
+    }
+    float_bytes = fidelity["int8 weights"]["bytes_float"]
+    rows = [
+        {
+            "model": name,
+            "linear MB": f"{(result['bytes_int8'] if result else float_bytes) / 1e6:.1f}",
+            "of float32": f"{result['fraction'] if result else 1:.0%}",
+            "sentences / s": f"{len(sentences) / t[name].median:.1f}",
+            "speed vs float32": f"{speeds[name]:.2f}x",
+            "cosine mean": f"{result['mean_cosine']:.4f}" if result else "1",
+            "cosine min": f"{result['min_cosine']:.4f}" if result else "1",
+        }
+        for name, result in (("float32", None), *fidelity.items())
+    ]
+    cpu = torch.device("cpu")
+    print(
+        f"{len(sentences)} held-out sentences of the help texts, embedded by all-MiniLM-L6-v2 in "
+        f"batches of 64 sorted by length, {_where(cpu, threads)}, "
+        f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}"
+    )
+    print(
+        f"{repeats} interleaved rounds after one warm-up, {_clock_name(cpu, threads)}; speeds "
+        "from the median time, speed vs float32 the median of round-by-round ratios.\n"
+        "int8 weights: dequantised on every call, then a float32 matmul; int8 matmul: the "
+        "inputs quantised per token too, int8 x int8 -> int32 sums (torch._int_mm); "
+        "cosine: int8 vs float32 sentence embeddings\n"
+    )
+    print(format_table(rows))
+    print("\n" + _int8_verdict(speeds, fidelity))
+    return rows
+
+
+def _int8_verdict(speeds: dict[str, float], fidelity: dict[str, dict[str, float]]) -> str:
+    """The lines that read bench_int8's table, from its numbers."""
+    weights, matmul = speeds["int8 weights"], speeds["int8 matmul"]
+    lines = [
+        f"the int8 linear layers hold {fidelity['int8 weights']['fraction']:.0%} of float32's "
+        "bytes (1 byte per weight + one float32 step per output row + float32 biases)"
+    ]
+    if weights < 0.95:
+        why = (
+            "slower: dequantising every call costs more than the smaller weights save (the "
+            "multiplication is still float32)"
+        )
+    elif weights <= 1.05:
+        why = (
+            "about the same: dequantising costs little, but the multiplication is still "
+            "float32, so int8 weights save bytes held and moved, not arithmetic"
+        )
+    else:
+        why = "faster: reading a quarter of the weight bytes saves more than dequantising costs"
+    lines.append(f"int8 weights run at {weights:.2f}x the speed of float32, {why}")
+    if matmul > 1.05:
+        why = "faster: this CPU multiplies int8 faster than float32 (int8 arithmetic, int32 sums)"
+    else:
+        why = "no faster: quantising the inputs on every call eats what the int8 products save"
+    lines.append(f"int8 matmul runs at {matmul:.2f}x the speed of float32, {why}")
+    for name, result in fidelity.items():
+        lines.append(
+            f"{name}: cosine with float32 {result['mean_cosine']:.4f} on average, "
+            f"{result['min_cosine']:.4f} at worst over {result['sentences']} sentences "
+            f"({'at least' if result['min_cosine'] >= 0.99 else 'below'} 0.99)"
+        )
+    return "\n".join(lines)
+
+
+def bench_prune(argv: list[str] | None = None) -> list[dict[str, str]]:
+    """Chapter 11: all-MiniLM-L6-v2 whole, with half of every layer's heads really removed
+    (`tfm_edu.efficiency.pruning.prune_heads`), and with half of every Linear's weights zeroed
+    (`magnitude_prune`), embedding the same held-out sentences: parameters, nonzero parameters,
+    bytes, time, and the cosine of each one's sentence vectors with the whole model's."""
+    from tfm_edu.data.corpus import sentence_split
+    from tfm_edu.efficiency import pruning
+    from tfm_edu.models.bert import sentence_embeddings
+    from tfm_edu.pretrained import load_minilm
+
+    parser = argparse.ArgumentParser(prog="python -m tfm_edu.bench prune")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="32 sentences, 3 rounds")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
+    )
+    args = parser.parse_args(argv or [])
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    threads, cpu = args.threads or None, torch.device("cpu")
+    full, tokenizer = load_minilm()
+    L, H = full.config.num_layers, full.config.num_heads
+    # Heads H/2 .. H-1 of every layer. Every head has the same shape, so whichever half goes the
+    # pruned matrices have the same sizes and the time is the same; only the accuracy depends on
+    # the choice (`python -m tfm_edu.train prune-heads` measures that where there is a score).
+    models = {
+        "full": full,
+        "heads pruned": pruning.prune_heads(full, {layer: range(H // 2, H) for layer in range(L)}),
+        "weights zeroed": pruning.magnitude_prune(full, 0.5),
+    }
+    sentences, repeats = sentence_split()[1], args.repeats
+    if args.quick:
+        sentences, repeats = sentences[:32], min(repeats, 3)
+    t = sentence_speed(models, tokenizer, sentences, repeats=repeats, threads=threads)
+    with torch.inference_mode():
+        vectors = {name: sentence_embeddings(m, tokenizer, sentences) for name, m in models.items()}
+    ratios = {name: paired_ratio(t[name], t["full"]) for name in models}  # time / full's
+    counts = {
+        name: (pruning.count_parameters(m), pruning.count_zeros(m), pruning.parameter_bytes(m))
+        for name, m in models.items()
+    }
+    cosines = {n: torch.cosine_similarity(v, vectors["full"]).mean() for n, v in vectors.items()}
+    rows = [
+        {
+            "model": name,
+            "heads": str(sum(layer.self_attn.num_heads for layer in model.encoder.layers)),
+            "parameters": f"{counts[name][0]:,}",
+            "nonzero": f"{counts[name][0] - counts[name][1]:,}",
+            "MB": f"{counts[name][2] / 1e6:.1f}",
+            "sentences / s": f"{len(sentences) / t[name].median:.1f}",
+            "time / full": f"{ratios[name][0]:.2f} ({ratios[name][1]:.2f}-{ratios[name][2]:.2f})",
+            "cosine to full": f"{cosines[name]:.3f}",
+        }
+        for name, model in models.items()
+    ]
+    print(
+        f"all-MiniLM-L6-v2 ({L} layers x {H} heads): whole; heads {H // 2}-{H - 1} of every layer "
+        "removed (prune_heads); 50 % of every Linear's weights zeroed by magnitude "
+        f"(magnitude_prune). {len(sentences)} held-out sentences of the help texts, batches of 64 "
+        f"sorted by length, float32, {_where(cpu, threads)}, torch {torch.__version__}"
+    )
+    print(
+        f"{repeats} interleaved rounds after one warm-up, {_clock_name(cpu, threads)}; time / "
+        "full: the median of round-by-round ratios (quartiles); cosine to full: the mean cosine "
+        "of each sentence's vector with the whole model's\n"
+    )
+    print(format_table(rows))
+    layer_weights = {name: pruning.count_parameters(m.encoder) for name, m in models.items()}
+    print("\n" + _prune_verdict(ratios, counts, layer_weights, cosines))
+    return rows
+
+
+def _prune_verdict(
+    ratios: dict[str, tuple[float, float, float]],
+    counts: dict[str, tuple[int, int, int]],
+    layer_weights: dict[str, int],
+    cosines: dict[str, float],
+) -> str:
+    """The lines that read bench_prune's table, from its numbers."""
+    (heads, q1, q3), zeroed = ratios["heads pruned"], ratios["weights zeroed"]
+    fewer = 1 - layer_weights["heads pruned"] / layer_weights["full"]
+    zeros = counts["weights zeroed"][1] - counts["full"][1]
+    same = counts["weights zeroed"][0::2] == counts["full"][0::2]
+    return "\n".join(
+        [
+            f"heads pruned: {fewer:.1%} fewer weights in the layers (the attention projections "
+            f"lose half their rows or columns; the feed-forward layers keep theirs) and "
+            f"{heads:.2f}x the time (quartiles {q1:.2f}-{q3:.2f}): "
+            + (
+                "faster, because smaller matrices are less work."
+                if q3 < 1
+                else "not clearly faster this time: a loaded machine? Try more --repeats."
+            ),
+            f"weights zeroed: {zeros:,} more zeros ({zeros / counts['full'][0]:.1%} of all "
+            f"parameters), {'the same' if same else 'a different'} parameter count and bytes, "
+            f"and {zeroed[0]:.2f}x the time (quartiles {zeroed[1]:.2f}-{zeroed[2]:.2f}): "
+            + (
+                "no faster: a dense matrix product multiplies a zero like any other number."
+                if zeroed[1] <= 1 <= zeroed[2] or zeroed[0] > 0.95
+                else "faster, though a dense product does the same work: noise? Try more --repeats."
+            ),
+            f"cosine to full: {cosines['heads pruned']:.3f} and {cosines['weights zeroed']:.3f}: "
+            "without retraining both change the sentence vectors; which heads to remove "
+            "changes that, not the time.",
+        ]
+    )
+
+
+def _figures(x: float) -> str:
+    """Three significant figures, without an exponent up to 999,999."""
+    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
+
+
 def _where(device: torch.device, threads: int | None) -> str:
     from tfm_edu.device import describe
 
@@ -635,6 +981,15 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str]], object], str]] = {
     "bert": (bench_bert, "real MiniLM forward: explicit attention vs fused SDPA"),
     "generate": (bench_generate, "char GPT generation: tokens/s with and without the KV cache"),
     "student": (bench_student, "MiniLM vs its distilled student: sentences/s, same sentences"),
+    "prune": (
+        bench_prune,
+        "heads really pruned vs weights zeroed by magnitude: parameters and time",
+    ),
+    "int8": (bench_int8, "real MiniLM, float32 vs our int8 linears: sentences/s, bytes, cosine"),
+    "scaling": (
+        bench_scaling,
+        "one attention call vs sequence length: time, peak memory, FLOPs",
+    ),
 }
 
 

@@ -426,6 +426,11 @@ _WIDGET_CELLS = [
     "import torch\nfrom tfm_edu.models.vit import ViT, ViTConfig\n"
     "from tfm_edu.viz import ViTAttentionExplorer\ntorch.manual_seed(0)\n"
     "ViTAttentionExplorer(ViT(ViTConfig.tiny()), torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]))",
+    "import numpy as np\nfrom tfm_edu.viz import WeightOutliersExplorer\n"
+    "w = np.random.default_rng(0).normal(size=(16, 8))\nspiky = w.copy()\nspiky[3] *= 40\n"
+    "WeightOutliersExplorer({'plain': w, 'spiky': spiky})",
+    "from tfm_edu.viz import DarkKnowledgeExplorer\n"
+    "DarkKnowledgeExplorer([[4.0, 1.0, 0.0], [0.0, 3.0, 2.5]], [0, 1], ['a', 'b', 'c'])",
 ]
 
 
@@ -438,7 +443,7 @@ def _fits(select) -> bool:
     )
 
 
-def test_positional_and_vit_explorer_controls(jupyter_lab, browser):
+def test_positional_vit_outliers_and_dark_knowledge_explorer_controls(jupyter_lab, browser):
     import nbformat
 
     name = "widget_controls.ipynb"
@@ -478,6 +483,25 @@ def test_positional_and_vit_explorer_controls(jupyter_lab, browser):
         page.wait_for_function("s => !s.disabled", arg=head.element_handle(), timeout=30_000)
         shown = head.evaluate("s => s.options[s.selectedIndex].text").replace("\xa0", " ")
         assert shown == "mean of heads" and _fits(head)
+
+        # Chapter 11: the outliers explorer opens on the spiky matrix and redraws on a new layer.
+        outliers, dark = cells.nth(2), cells.nth(3)
+        outliers.locator(".widget-output img").first.wait_for(timeout=60_000)
+        outliers.get_by_text("spiky (16, 8)").wait_for(timeout=30_000)
+        outliers.locator(".widget-dropdown select").select_option(label="plain")
+        outliers.get_by_text("plain (16, 8)").wait_for(timeout=30_000)
+        assert outliers.locator(".widget-output img").count() == 1
+
+        # Chapter 10: the dark-knowledge explorer's input slider moves to the second input.
+        dark.locator(".widget-output img").first.wait_for(timeout=60_000)
+        dark.get_by_text("Input 0: a a;").wait_for(timeout=30_000)
+        readout = dark.locator(".widget-slider:has(label:text-is('input')) .widget-readout")
+        readout.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("1")
+        page.keyboard.press("Enter")
+        dark.get_by_text("Input 1: a b;").wait_for(timeout=30_000)
+        assert "Error" not in " ".join(dark.locator(".widget-html").all_inner_texts())
     finally:
         page.close()
         _stop_kernels(jupyter_lab.url)

@@ -7,6 +7,7 @@ Every notebook imports its views from here: `from tfm_edu.viz import attention_h
 """
 
 from tfm_edu.viz.attention_explorer import AttentionExplorer  # chapters 1, 5-7
+from tfm_edu.viz.cost_views import scaling_figure  # chapter 11
 from tfm_edu.viz.diagrams import (  # chapters 4-6, 8: the architectures as block diagrams
     bert_diagram,
     decoder_layer_diagram,
@@ -32,6 +33,9 @@ from tfm_edu.viz.heatmaps import (  # chapters 1-7
 from tfm_edu.viz.length_views import length_generalisation_figure  # chapter 3
 from tfm_edu.viz.positional_explorer import PositionalEncodingExplorer  # chapter 3
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
+from tfm_edu.viz.pruning_views import head_importance_figure, pruning_curve_figure  # chapter 11
+from tfm_edu.viz.quantize_explorer import WeightOutliersExplorer  # chapter 11
+from tfm_edu.viz.quantize_views import weight_outliers_figure  # chapter 11
 from tfm_edu.viz.shape_tracer import ShapeTracer  # chapters 4-8
 from tfm_edu.viz.training import (  # chapters 4-9
     plot_curves,
@@ -55,6 +59,11 @@ from tfm_edu.viz.vit_views import (  # chapter 8
 # Other chapters add their views and explorers above, in ruff's sorted order.
 
 __all__ = [
+    "scaling_figure",
+    "head_importance_figure",
+    "pruning_curve_figure",
+    "WeightOutliersExplorer",
+    "weight_outliers_figure",
     "AttentionExplorer",
     "DarkKnowledgeExplorer",
     "GenerationExplorer",

@@ -23,13 +23,13 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 
 @linux_only
 def test_explicit_attention_holds_the_t_by_s_matrix_and_tiled_does_not():
-    T, B, H, Dh = 2048, 1, 4, 64
+    T, B, H, Dh = 4096, 1, 4, 64  # the chapter's claim: tiled holds at most 1/8 at T = 4096
     explicit = memory.measure_peak("explicit", T, batch=B, heads=H, head_dim=Dh)
     tiled = memory.measure_peak("tiled", T, batch=B, heads=H, head_dim=Dh)
     assert explicit.method == tiled.method == "VmHWM"
-    scores_bytes = B * H * T * T * 4  # one (B, H, T, S) float32 tensor: 64 MiB
+    scores_bytes = B * H * T * T * 4  # one (B, H, T, S) float32 tensor: 256 MiB
     assert explicit.bytes >= scores_bytes
-    assert explicit.bytes >= 4 * tiled.bytes
+    assert explicit.bytes >= 8 * tiled.bytes
     # and both are close to what the cost model says each path holds
     for path, measured in (("explicit", explicit), ("tiled", tiled)):
         model = attention_memory(B, H, T, T, Dh, path=path)

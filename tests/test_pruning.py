@@ -300,3 +300,17 @@ def test_magnitude_prune_zeroes_the_smallest_weights_but_keeps_every_parameter()
         magnitude_prune(model, 1.5)
     with pytest.raises(ValueError, match=r"share in \[0, 1\]"):
         magnitude_prune(model, True)
+
+
+def test_a_pruned_gpt_generates_the_same_with_and_without_its_kv_cache():
+    from tfm_edu.decode import generate
+
+    model, _ = _gpt()
+    pruned = prune_heads(model, HEADS["gpt"])  # layer 2 keeps no head at all
+    prompt = torch.tensor([[1, 2, 3]])  # (1, 3)
+    cached = generate(pruned, prompt, 10, greedy=True, use_cache=True)  # (1, 13)
+    uncached = generate(pruned, prompt, 10, greedy=True, use_cache=False)
+    assert torch.equal(cached, uncached)
+    cache = pruned.empty_cache()
+    pruned(prompt, cache=cache)
+    assert cache.length == 3 and cache[2].keys.shape == (1, 0, 3, 8)  # (B, H=0, S, Dh)

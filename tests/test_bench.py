@@ -114,7 +114,8 @@ def test_attention_rows_report_paired_ratios_and_restore_the_threads(causal):
 
 def test_bench_attention_prints_one_row_per_size_and_a_verdict(capsys, monkeypatch):
     sizes = [(1, 4, 8, 2), (2, 6, 8, 4)]
-    monkeypatch.setattr(bench, "attention_sizes", lambda quick=False: sizes)
+    # bench_attention looks attention_sizes up in its own module, so patch it there
+    monkeypatch.setattr("tfm_edu.bench.attention_speed.attention_sizes", lambda quick=False: sizes)
     rows = bench.bench_attention(["--repeats", "2", "--device", "cpu"])
     out = capsys.readouterr().out
     assert [r["B,T,D,H"] for r in rows] == ["1,4,8,2", "2,6,8,4"]

@@ -13,12 +13,10 @@ sentence vectors:
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
 from tfm_edu.bench.method import clock_text, format_table, paired_ratio, where_text
-from tfm_edu.bench.student import sentence_speed
+from tfm_edu.bench.student import sentence_bench_args, sentence_speed
 
 __all__ = ["bench_int8", "bench_prune"]
 
@@ -27,24 +25,11 @@ def bench_int8(argv: list[str] | None = None) -> list[dict[str, str]]:
     """Chapter 11: all-MiniLM-L6-v2 in float32 and with our int8 linear layers
     (`tfm_edu.efficiency.quantize`) embedding the same held-out sentences: sentences per second,
     the linear layers' bytes, and the cosine between float32 and int8 embeddings."""
-    from tfm_edu.data.corpus import sentence_split
     from tfm_edu.efficiency.quantize import int8_fidelity, quantize_int8
     from tfm_edu.pretrained import load_minilm
 
-    parser = argparse.ArgumentParser(prog="python -m tfm_edu.bench int8")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="16 sentences, 3 rounds")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
-    )
-    args = parser.parse_args(argv or [])
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    threads = args.threads or None
+    _, sentences, repeats, threads = sentence_bench_args("int8", argv, quick=16)
     model, tokenizer = load_minilm()
-    sentences, repeats = sentence_split()[1], args.repeats
-    if args.quick:
-        sentences, repeats = sentences[:16], min(repeats, 3)
     models = {
         "float32": model,
         "int8 weights": quantize_int8(model),
@@ -126,21 +111,12 @@ def bench_prune(argv: list[str] | None = None) -> list[dict[str, str]]:
     (`tfm_edu.efficiency.pruning.prune_heads`), and with half of every Linear's weights zeroed
     (`magnitude_prune`), embedding the same held-out sentences: parameters, nonzero parameters,
     bytes, time, and the cosine of each one's sentence vectors with the whole model's."""
-    from tfm_edu.data.corpus import sentence_split
     from tfm_edu.efficiency import pruning
     from tfm_edu.models.bert import sentence_embeddings
     from tfm_edu.pretrained import load_minilm
 
-    parser = argparse.ArgumentParser(prog="python -m tfm_edu.bench prune")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="32 sentences, 3 rounds")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
-    )
-    args = parser.parse_args(argv or [])
-    if args.repeats < 1:
-        parser.error("--repeats must be >= 1")
-    threads, cpu = args.threads or None, torch.device("cpu")
+    _, sentences, repeats, threads = sentence_bench_args("prune", argv, quick=32)
+    cpu = torch.device("cpu")
     full, tokenizer = load_minilm()
     L, H = full.config.num_layers, full.config.num_heads
     # Heads H/2 .. H-1 of every layer. Every head has the same shape, so whichever half goes the
@@ -151,9 +127,6 @@ def bench_prune(argv: list[str] | None = None) -> list[dict[str, str]]:
         "heads pruned": pruning.prune_heads(full, {layer: range(H // 2, H) for layer in range(L)}),
         "weights zeroed": pruning.magnitude_prune(full, 0.5),
     }
-    sentences, repeats = sentence_split()[1], args.repeats
-    if args.quick:
-        sentences, repeats = sentences[:32], min(repeats, 3)
     t = sentence_speed(models, tokenizer, sentences, repeats=repeats, threads=threads)
     with torch.inference_mode():
         vectors = {name: sentence_embeddings(m, tokenizer, sentences) for name, m in models.items()}

@@ -25,7 +25,7 @@ from tfm_edu.bench.method import (
     where_text,
 )
 
-__all__ = ["sentence_speed", "bench_student"]
+__all__ = ["sentence_speed", "sentence_bench_args", "bench_student"]
 
 
 def sentence_speed(
@@ -61,31 +61,51 @@ def sentence_speed(
         )
 
 
-def bench_student(argv: list[str] | None = None) -> list[dict[str, str]]:
-    """Chapter 10: all-MiniLM-L6-v2 and its 2-layer student embedding the same held-out
-    sentences of the help texts: sentences per second and the speed-up."""
-    from tfm_edu.data.corpus import sentence_split
-    from tfm_edu.pretrained import MINILM_STUDENT, load_minilm, minilm_student
+def sentence_bench_args(
+    name: str, argv: list[str] | None, *, quick: int, extra: dict[str, dict] | None = None
+) -> tuple[argparse.Namespace, list[str], int, int | None]:
+    """The command line every MiniLM sentences-per-second benchmark shares, and its sentences.
 
-    parser = argparse.ArgumentParser(prog="python -m tfm_edu.bench student")
+    Args:
+        name: the benchmark, e.g. "student" (for the usage line).
+        argv: its arguments: --repeats N (default 7), --quick, --threads N (default 1), and
+            `extra` {flag: add_argument keywords}.
+        quick: how many sentences --quick keeps (it also caps the rounds at 3).
+
+    Returns:
+        (args, the held-out sentences of the help texts, rounds, threads or None to leave the
+        thread count as it is).
+    """
+    from tfm_edu.data.corpus import sentence_split
+
+    parser = argparse.ArgumentParser(prog=f"python -m tfm_edu.bench {name}")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--quick", action="store_true", help="32 sentences, 3 rounds")
-    parser.add_argument(
-        "--checkpoint", default=MINILM_STUDENT, help="name in data/ or path without suffix"
-    )
+    parser.add_argument("--quick", action="store_true", help=f"{quick} sentences, 3 rounds")
+    for flag, options in (extra or {}).items():
+        parser.add_argument(flag, **options)
     parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads while timing (0: leave as is)"
     )
     args = parser.parse_args(argv or [])
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
-    threads = args.threads or None
+    sentences, repeats = sentence_split()[1], args.repeats
+    if args.quick:
+        sentences, repeats = sentences[:quick], min(repeats, 3)
+    return args, sentences, repeats, args.threads or None
+
+
+def bench_student(argv: list[str] | None = None) -> list[dict[str, str]]:
+    """Chapter 10: all-MiniLM-L6-v2 and its 2-layer student embedding the same held-out
+    sentences of the help texts: sentences per second and the speed-up."""
+    from tfm_edu.pretrained import MINILM_STUDENT, load_minilm, minilm_student
+
+    checkpoint = {"default": MINILM_STUDENT, "help": "name in data/ or path without suffix"}
+    args, sentences, repeats, threads = sentence_bench_args(
+        "student", argv, quick=32, extra={"--checkpoint": checkpoint}
+    )
     teacher, tokenizer = load_minilm()
     student, _ = minilm_student(args.checkpoint)
-    sentences = sentence_split()[1]
-    repeats = args.repeats
-    if args.quick:
-        sentences, repeats = sentences[:32], min(repeats, 3)
     t = sentence_speed(
         {"MiniLM": teacher, "student": student}, tokenizer, sentences, repeats=repeats,
         threads=threads,

@@ -60,6 +60,7 @@ def test_every_recipe_is_registered_with_a_callable():
         "vit-digits",
         "positions-length",
         "gpt-chars",
+        "induction-heads",
         "distill-digits",
         "distill-minilm",
         "prune-heads",

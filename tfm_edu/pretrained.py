@@ -14,6 +14,8 @@ Everything here loads from local files only (no hub, no network), through
                            `digits_baselines()`, the models it was compared with
 - `char_gpt()`             chapter 9's character GPT, trained on the standard library's help
                            texts, from data/char_gpt.*
+- `induction_gpt()`        chapter 9's 2-layer GPT that learned to copy (an induction head),
+                           from data/induction_gpt.*
 - `minilm_student()`       chapter 10's 2-layer student of all-MiniLM-L6-v2: MiniLM's embeddings
                            from the wheel + its own layers, from data/minilm_student.*
 - `digits_convnet()`       chapter 10's convnet teacher for 8x8 digits, data/digits_convnet.*
@@ -59,6 +61,9 @@ __all__: list[str] = [
     "digits_baselines",
     "CHAR_GPT",
     "char_gpt",
+    "INDUCTION_GPT",
+    "INDUCTION_LETTERS",
+    "induction_gpt",
     "DIGITS_CONVNET",
     "DIGITS_DEIT",
     "DISTILL_DIGITS",
@@ -371,6 +376,27 @@ def char_gpt(name: str = CHAR_GPT, *, device=None):
             f"{model.config.vocab_size}"
         )
     return model.to(device or "cpu"), tokenizer
+
+
+INDUCTION_GPT = "induction_gpt"
+INDUCTION_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # what its copy task and measurement draw from
+
+
+def induction_gpt(*, device=None):
+    """Chapter 9's small GPT that learned to copy: 2 layers of 2 heads, D = 64, 32 characters of
+    context, trained by `python -m tfm_edu.train induction-heads` on help-text windows and
+    random letters with a repeated stretch, from `data/induction_gpt.*`.
+
+    Returns:
+        (model, tokenizer) as `char_gpt()` returns them, with the same tokenizer. The card
+        (`load_card("induction_gpt")`) holds the copying measured during training (its
+        `history`'s evaluations: the loss on each copy, the best induction and previous-token
+        scores) and `copying_step`, where the second copy became easy.
+
+    Raises:
+        CheckpointError naming the file when it is missing, corrupt, or does not fit the model.
+    """
+    return char_gpt(INDUCTION_GPT, device=device)
 
 
 # --- chapter 10: teacher and student -----------------------------------------------------------

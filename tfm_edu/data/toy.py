@@ -18,6 +18,10 @@ wherever it stands (chapter 3 fixes that).
 `shift_task` is chapter 3's other toy: random symbols, and the answer at position i is the symbol
 `shift` places earlier, a rule about *relative* position that a model can only follow if it knows
 where each token is (chapter 3 trains one on short sequences and tests it on longer ones).
+
+`copy_task` is chapter 9's: random symbols in which one stretch, of random length at a random
+place, is written twice in a row. Nothing but the second copy can be predicted, and only by
+looking back at the first: the task on which a small GPT grows an induction head.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ import numpy as np
 from tfm_edu import numpy_attention as npa
 from tfm_edu.maps import AttentionMaps
 
-__all__ = ["tokenize_words", "embed_words", "toy_attention", "IGNORE_INDEX", "shift_task"]
+__all__ = [
+    "tokenize_words",
+    "embed_words",
+    "toy_attention",
+    "IGNORE_INDEX",
+    "shift_task",
+    "copy_task",
+]
 
 IGNORE_INDEX = -100  # a target that the loss and the accuracy skip (cross_entropy's default)
 
@@ -141,6 +152,55 @@ def shift_task(
     targets = np.full_like(inputs, IGNORE_INDEX)  # (N, T)
     targets[:, shift:] = inputs[:, :-shift]  # (N, T - shift): the symbol `shift` places back
     return inputs, targets
+
+
+def copy_task(
+    num_sequences: int,
+    length: int,
+    symbols,
+    *,
+    min_segment: int = 4,
+    rng: np.random.Generator | int = 0,
+) -> np.ndarray:
+    """Random sequences in which one stretch repeats right after itself.
+
+    Each row is `length` symbols drawn uniformly from `symbols`; then a segment of L symbols
+    (L uniform in min_segment..length // 2) starting at a random position p is copied to
+    p + L .. p + 2L - 1. For example, with symbols "abcd" a row could read
+    `d a [b c a d] [b c a d] c a`. Because L and p vary, the copy is not a fixed distance back:
+    a model can only find it by what the symbols are, not where they stand.
+
+    Args:
+        num_sequences: N >= 1.
+        length: T >= 2 * min_segment.
+        symbols: the K >= 2 ids to draw from (e.g. a tokenizer's ids of "a".."z").
+        min_segment: the shortest repeated stretch, >= 1.
+        rng: a NumPy generator, or a seed for a fresh one.
+
+    Returns:
+        (N, T) int64 ids; language-model training reads it as inputs ids[:, :-1] and targets
+        ids[:, 1:].
+    """
+    try:
+        pool = np.asarray(list(symbols), dtype=np.int64)  # (K,)
+    except (TypeError, ValueError):
+        raise ValueError(f"symbols must be integer ids, got {symbols!r}") from None
+    if pool.ndim != 1 or len(pool) < 2:
+        raise ValueError(f"symbols must hold at least 2 ids, got {len(pool)}")
+    if not isinstance(num_sequences, (int, np.integer)) or num_sequences < 1:
+        raise ValueError(f"num_sequences must be an int >= 1, got {num_sequences!r}")
+    if not isinstance(min_segment, (int, np.integer)) or min_segment < 1:
+        raise ValueError(f"min_segment must be an int >= 1, got {min_segment!r}")
+    if not isinstance(length, (int, np.integer)) or length < 2 * min_segment:
+        raise ValueError(f"length must be an int >= 2 * min_segment = {2 * min_segment}, "
+                         f"got {length!r}")  # fmt: skip
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    ids = pool[rng.integers(len(pool), size=(num_sequences, length))]  # (N, T)
+    segments = rng.integers(min_segment, length // 2 + 1, size=num_sequences)  # (N,) L per row
+    for row, segment in zip(ids, segments, strict=True):
+        start = rng.integers(0, length - 2 * segment + 1)  # p: the first copy's start
+        row[start + segment : start + 2 * segment] = row[start : start + segment]
+    return ids
 
 
 @lru_cache(maxsize=4096)

@@ -17,6 +17,7 @@ from tfm_edu.recipes import (
     distill_digits,
     distill_minilm,
     gpt,
+    induction,
     positions,
     prune_heads,
     vit,
@@ -39,6 +40,10 @@ RECIPES: dict[str, tuple[Callable[[list[str]], object], str]] = {
     ),
     "vit-digits": (vit.main, "chapter 8: Vision Transformer on 8x8 digits"),
     "gpt-chars": (gpt.main, "chapter 9: character GPT on the standard library's help texts"),
+    "induction-heads": (
+        induction.main,
+        "chapter 9: a 2-layer GPT that learns to copy (an induction head)",
+    ),
     "distill-minilm": (
         distill_minilm.main,
         "chapter 10: all-MiniLM-L6-v2 teaches a 2-layer student its sentence embeddings",

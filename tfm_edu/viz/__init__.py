@@ -30,6 +30,7 @@ from tfm_edu.viz.heatmaps import (  # chapters 1-7
     mask_heatmap,
     value_heatmap,  # chapters 6-7: matrices that are not attention
 )
+from tfm_edu.viz.induction_views import phase_change_figure  # chapter 9
 from tfm_edu.viz.length_views import length_generalisation_figure  # chapter 3
 from tfm_edu.viz.positional_explorer import PositionalEncodingExplorer  # chapter 3
 from tfm_edu.viz.positional_views import encoding_heatmap, encoding_waves, similarity_by_offset
@@ -60,6 +61,7 @@ from tfm_edu.viz.vit_views import (  # chapter 8
 
 __all__ = [
     "scaling_figure",
+    "phase_change_figure",
     "head_importance_figure",
     "pruning_curve_figure",
     "WeightOutliersExplorer",

@@ -52,7 +52,7 @@ from tfm_edu.train import History, fit
 
 __all__ = [
     "TrainingConfig",
-    "MODEL",
+    "model_config",
     "EVAL_LENGTH",
     "copy_batches",
     "evaluation_strings",
@@ -91,9 +91,6 @@ def model_config(vocab_size: int) -> GPTConfig:
     )  # fmt: skip
 
 
-MODEL = model_config(107)  # with chapter 9's tokenizer (107 ids)
-
-
 def copy_batches(
     settings: TrainingConfig, text: Tensor, letters: Sequence[int], length: int
 ) -> Iterator[Tensor]:
@@ -103,13 +100,11 @@ def copy_batches(
     rng = np.random.default_rng(settings.seed)
     windows = text.unfold(0, length, 1)  # (N - T + 1, T): a view, every window of the text
     while True:
-        rows = torch.from_numpy(
-            copy_task(settings.batch_size, length, letters, min_segment=settings.min_segment,
-                      rng=rng)
-        )  # (B, T)  # fmt: skip
+        rows = copy_task(settings.batch_size, length, letters, min_segment=settings.min_segment,
+                         rng=rng)  # fmt: skip
         is_text = torch.from_numpy(rng.random(settings.batch_size) < settings.text_fraction)
         starts = torch.from_numpy(rng.integers(len(windows), size=settings.batch_size))  # (B,)
-        yield torch.where(is_text[:, None], windows[starts], rows)  # (B, T)
+        yield torch.where(is_text[:, None], windows[starts], torch.from_numpy(rows))  # (B, T)
 
 
 def evaluation_strings(letters: Sequence[int]) -> Tensor:

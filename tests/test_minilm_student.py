@@ -273,6 +273,12 @@ def test_the_shipped_student_reproduces_its_cards_numbers(minilm, student):
     measured = distill_minilm.evaluate_student(*student, held_out, teacher_vectors)
     assert measured["spearman"] == pytest.approx(card["metrics"]["spearman"], abs=2e-4)
     assert measured["top5_agreement"] == pytest.approx(card["metrics"]["top5_agreement"], abs=2e-3)
+    seen = distill_minilm.seen_sentences(data.train)  # the shipped run mixed in no grammar
+    assert card["training"]["grammar"] == 0 and card["metrics"]["seen_sentences"] == len(seen)
+    trained_on = distill_minilm.evaluate_student(*student, seen, sentence_embeddings(*minilm, seen))
+    shipped = card["metrics"]["arms"][card["metrics"]["arm"]]
+    assert trained_on["spearman"] == pytest.approx(shipped["train_spearman"], abs=2e-4)
+    assert trained_on["spearman"] > measured["spearman"]  # it copies what it read best
     assert card["metrics"]["student"]["non_embedding_parameters"] == 1_974_016
 
 
@@ -304,6 +310,7 @@ def test_the_recipe_runs_end_to_end_on_a_few_sentences(tmp_path, capsys):
          "--out", str(out), "--arms", *arms]
     )  # fmt: skip
     assert set(metrics["arms"]) == set(arms) and metrics["arm"] in arms
+    assert all(-1 <= row["train_spearman"] <= 1 for row in metrics["arms"].values())
     assert "wrote" in capsys.readouterr().out
     model, _ = minilm_student(out)
     assert model.config == BERTConfig.minilm_student()

@@ -92,6 +92,7 @@ __all__ = [
     "choose_teacher_layers",
     "distill_loss",
     "train_student",
+    "seen_sentences",
     "evaluate_student",
     "main",
 ]
@@ -312,6 +313,12 @@ def train_student(
     return student.eval(), history
 
 
+def seen_sentences(train_sentences: Sequence[str], count: int = SEEN_SENTENCES) -> list[str]:
+    """`count` of the training sentences, evenly spread (every k-th), on which each arm is also
+    measured ("train_spearman")."""
+    return list(train_sentences[:: max(1, len(train_sentences) // count)][:count])
+
+
 def evaluate_student(
     student: BERT, tokenizer, sentences: Sequence[str], teacher_vectors: Tensor
 ) -> dict[str, float]:
@@ -365,7 +372,7 @@ def _train(args: argparse.Namespace, command: str) -> dict:
     teacher_vectors = sentence_embeddings(teacher, tokenizer, data.held_out)  # (N, D)
     help_held_out = corpus.sentence_split()[1]  # the old, help-texts-only held-out sentences
     help_vectors = sentence_embeddings(teacher, tokenizer, help_held_out)  # (N_help, D)
-    seen = train_sentences[:: max(1, len(train_sentences) // SEEN_SENTENCES)][:SEEN_SENTENCES]
+    seen = seen_sentences(train_sentences)
     seen_vectors = sentence_embeddings(teacher, tokenizer, seen)  # (N_seen, D)
     set_fused(teacher, False)
     layers = choose_teacher_layers(teacher, tokenizer, unit_scores, data.validation,

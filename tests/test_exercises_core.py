@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from tfm_edu.exercises import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises import Case, CheckResult, Mistake, check_function, graded
+from tfm_edu.exercises.core import GRADING_VARIABLE
 
 
 def double(x):
@@ -294,3 +295,80 @@ def test_check_against_names_the_reference_that_disagrees():
     assert "differs from ours" in str(result)
     agreeing = check_against("double", double, references[:1] * 2, CASES, passed="matches both")
     assert agreeing.passed and agreeing.message == "✓ double: matches both"
+
+
+# ------------------------------------------------------------------ graded by nbgrader
+
+graded_check = graded(check)
+
+
+def not_done(x):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("mode", ["autograde", "validate"])
+def test_under_nbgrader_a_check_that_does_not_pass_raises_the_learners_message(monkeypatch, mode):
+    learner_sees = [check(lambda x: 3 * x).message, check(not_done).message]
+    monkeypatch.setenv(GRADING_VARIABLE, mode)
+    for fn, message in zip([lambda x: 3 * x, not_done], learner_sees, strict=True):
+        with pytest.raises(AssertionError) as raised:
+            graded_check(fn)
+        assert str(raised.value) == message
+    assert learner_sees[0].startswith("✗ double: differs") and "not done yet" in learner_sees[1]
+
+
+def test_for_a_learner_a_graded_check_returns_its_result(monkeypatch):
+    monkeypatch.delenv(GRADING_VARIABLE, raising=False)
+    result = graded_check(not_done)
+    assert isinstance(result, CheckResult) and result.status == "not done"
+    assert graded_check(double).message == "✓ double: matches the reference on 2 test cases"
+    assert graded_check.__name__ == "check" and graded_check.graded
+
+
+def test_under_nbgrader_a_passing_check_prints_its_tick(monkeypatch, capsys):
+    monkeypatch.setenv(GRADING_VARIABLE, "autograde")
+    assert graded_check(double) is None  # nbgrader would read a returned value as a score
+    assert capsys.readouterr().out == "✓ double: matches the reference on 2 test cases\n"
+
+
+def _notebook_checks():
+    """Every check_* a chapter can import: (module.name, function)."""
+    import importlib
+    import pkgutil
+
+    import tfm_edu.exercises
+
+    found = []
+    for info in pkgutil.iter_modules(tfm_edu.exercises.__path__):
+        module = importlib.import_module(f"tfm_edu.exercises.{info.name}")
+        for name in module.__all__:
+            if name.startswith("check_") and name not in {"check_function", "check_against"}:
+                found.append(pytest.param(getattr(module, name), id=f"{info.name}.{name}"))
+    return found
+
+
+@pytest.mark.parametrize("check_fn", _notebook_checks())
+def test_every_chapter_check_is_graded(check_fn, monkeypatch):
+    """No chapter's check can forget `@graded`: given a stub, each one raises under nbgrader."""
+    assert getattr(check_fn, "graded", False), check_fn.__name__
+
+    def stub(*args, **kwargs):
+        raise NotImplementedError
+
+    monkeypatch.setenv(GRADING_VARIABLE, "autograde")
+    with pytest.raises(AssertionError, match="not done yet"):
+        check_fn(stub)
+
+
+def test_the_chapters_call_only_those_checks():
+    import json
+    import re
+    from pathlib import Path
+
+    graded_names = {param.values[0].__name__ for param in _notebook_checks()}
+    called = set()
+    for path in (Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            if cell["cell_type"] == "code":
+                called |= set(re.findall(r"^(check_\w+)\(", "".join(cell["source"]), re.M))
+    assert len(called) >= 27 and called <= graded_names, called - graded_names

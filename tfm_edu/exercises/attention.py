@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from tfm_edu import numpy_attention as npa
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function, graded
 
 __all__ = [
     "check_softmax",
@@ -26,6 +26,7 @@ __all__ = [
 # ---------------------------------------------------------------- softmax
 
 
+@graded
 def check_softmax(fn) -> CheckResult:
     """Check `fn(x, axis=-1)`: a stable NumPy softmax along `axis`."""
     rng = np.random.default_rng(1)
@@ -120,6 +121,7 @@ def _softmax_without_exp(x, axis=-1):
 # ------------------------------------------------------ scaled dot-product attention
 
 
+@graded
 def check_scaled_dot_product_attention(fn) -> CheckResult:
     """Check `fn(q, k, v, mask=None) -> (out, weights)` in NumPy; mask: True = may attend."""
     rng = np.random.default_rng(2)
@@ -249,6 +251,7 @@ def _attention_full_transpose(q, k, v, mask=None):
 # ------------------------------------------------------------------ causal mask
 
 
+@graded
 def check_causal_mask(fn) -> CheckResult:
     """Check `fn(t) -> (t, t)` bool, True where query i may attend to key j (j <= i)."""
     cases = [Case((4,)), Case((1,)), Case((3,)), Case((6,))]
@@ -308,6 +311,7 @@ _GRADIENT_HINT = (
 _GRADIENTS = ("query", "key", "value", *(f"{p}.weight" for p in _PROJECTIONS))
 
 
+@graded
 def check_multi_head_attention_module(cls) -> CheckResult:
     """Check a learner's class `cls(d_model=..., num_heads=...)`: an `nn.Module` with `q_proj`,
     `k_proj`, `v_proj`, `out_proj` (each `nn.Linear(d_model, d_model)`, with bias) and

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfm_edu.analysis.metrics import classification_metrics
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function, graded
 from tfm_edu.models.bert import IGNORE_INDEX, apply_mask_rule, mean_pool
 from tfm_edu.tokenize import split_word
 
@@ -68,6 +68,7 @@ def _mask_variant(
     return wrong
 
 
+@graded
 def check_mask_rule(fn) -> CheckResult:
     """Check `fn(input_ids, maskable, select_draw, replace_draw, random_ids, mask_id,
     mask_prob=0.15) -> (inputs, labels)`."""
@@ -116,6 +117,7 @@ def _precision_recall_f1(labels, predicted):
     return metrics["precision"], metrics["recall"], metrics["f1"]
 
 
+@graded
 def check_precision_recall_f1(fn) -> CheckResult:
     """Check `fn(labels, predicted) -> (precision, recall, f1)` for 0/1 NumPy arrays."""
     rng = np.random.default_rng(7)
@@ -220,6 +222,7 @@ def _partial_unk(word, vocab, max_chars=100):
     return pieces
 
 
+@graded
 def check_wordpiece(fn) -> CheckResult:
     """Check `fn(word, vocab, max_chars=100) -> list of pieces` (greedy longest match first)."""
     words = ["unaffable", "hugging", "hugs", "playing", "play", "the", "unaffablez"]
@@ -264,6 +267,7 @@ def check_wordpiece(fn) -> CheckResult:
 # ---------------------------------------------------------------- chapter 7: mean pooling
 
 
+@graded
 def check_mean_pool(fn) -> CheckResult:
     """Check `fn(hidden (B, T, D), attention_mask (B, T)) -> (B, D)`, ignoring padding."""
     import torch

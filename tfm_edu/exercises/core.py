@@ -16,12 +16,21 @@ behaves like the learner's function names the bug in its hint. The learner reads
 and a "Hint:" line whenever a `Mistake` matches. A check never raises: a broken check says so in
 its message. Outputs may be NumPy arrays, torch tensors, Python numbers, or tuples of them;
 torch is only touched when an output is a tensor, so chapter 1 never imports it.
+
+Graded by nbgrader, a check speaks the grader's language instead. Every notebook-facing
+`check_*` is wrapped by `@graded`, the one place that looks at the `NBGRADER_EXECUTION`
+variable nbgrader sets while it runs a notebook ("autograde", or "validate"): there, a check
+that did not pass raises `AssertionError` with the very message the learner would read, so the
+check cell fails (no points) and the feedback shows the hint; a check that passes prints its ✓
+line and returns None, because nbgrader would read a returned value as a partial score.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+import os
 import re
 import sys
 import textwrap
@@ -32,7 +41,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "Mistake", "CheckResult", "check_function", "check_against"]
+__all__ = [
+    "Case",
+    "Mistake",
+    "CheckResult",
+    "check_function",
+    "check_against",
+    "graded",
+    "GRADING_VARIABLE",
+]
+
+GRADING_VARIABLE = "NBGRADER_EXECUTION"  # set by nbgrader while it autogrades or validates
 
 _KINDS = {"b": "bool", "i": "int", "u": "int", "f": "float", "c": "complex"}
 
@@ -185,6 +204,30 @@ def check_against(
         if not result.passed:
             return CheckResult(name, result.status, result.message.replace("the reference", label))
     return CheckResult(name, "passed", f"✓ {name}: {passed}")
+
+
+def graded(check: Callable[..., CheckResult]) -> Callable[..., CheckResult | None]:
+    """Make `check` answer nbgrader too: the decorator every notebook's `check_*` carries.
+
+    For a learner nothing changes: the check returns its `CheckResult` and Jupyter shows it.
+    While nbgrader runs the notebook (`GRADING_VARIABLE` set), a result that did not pass raises
+    `AssertionError(result.message)` (the check cell then scores zero and the feedback shows the
+    hint), and a passing result is printed and None returned, since nbgrader reads a cell's
+    returned value as its partial score.
+    """
+
+    @functools.wraps(check)
+    def run(*args: Any, **kwargs: Any) -> CheckResult | None:
+        result = check(*args, **kwargs)
+        if not os.environ.get(GRADING_VARIABLE):
+            return result
+        if not result.passed:
+            raise AssertionError(result.message)
+        print(result.message)
+        return None
+
+    run.graded = True  # what tests look for: every notebook-facing check_* is wrapped
+    return run
 
 
 @dataclass(frozen=True)

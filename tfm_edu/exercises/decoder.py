@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tfm_edu import decode
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function, graded
 from tfm_edu.layers import DecoderLayer
 from tfm_edu.reference import copy_decoder_layer_to_torch, to_torch_mask
 
@@ -56,6 +56,7 @@ _LAYER_SLIPS = {  # slip -> hint, for the mistakes of check_decoder_layer; most 
 }
 
 
+@graded
 def check_decoder_layer(cls) -> CheckResult:
     """Check a learner's pre-LN decoder layer class against the package and PyTorch.
 
@@ -285,6 +286,7 @@ def greedy_decode_reference(next_token_logits, bos_id, eos_id, max_new_tokens):
     return out.tokens[0]  # (L,)
 
 
+@graded
 def check_greedy_decode(fn) -> CheckResult:
     """Check `fn(next_token_logits, bos_id, eos_id, max_new_tokens) -> (L,) int64 tensor`.
 
@@ -338,6 +340,7 @@ def check_greedy_decode(fn) -> CheckResult:
 # ------------------------------------------------------------------ one beam-search step
 
 
+@graded
 def check_beam_step(fn) -> CheckResult:
     """Check `fn(scores (k,), log_probs (k, V), beam_size) -> (new_scores, parents, tokens)`."""
     g = torch.Generator().manual_seed(7)

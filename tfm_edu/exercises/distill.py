@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from tfm_edu.distill import attention_kl, distillation_loss
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function, graded
 from tfm_edu.models.deit import DeiT
 from tfm_edu.models.vit import ViTConfig
 
@@ -42,6 +42,7 @@ def _torch_loss(student_logits, teacher_logits, targets, temperature, alpha):
     return alpha * temperature**2 * soft + (1 - alpha) * hard
 
 
+@graded
 def check_distillation_loss(fn) -> CheckResult:
     """Check `fn(student_logits (B, V), teacher_logits (B, V), targets (B,), temperature, alpha)
     -> scalar`: alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(student, targets)."""
@@ -160,6 +161,7 @@ def _states(model, images, order=("cls", "dist"), positions=True):
     return model.encoder(x)[0]  # (B, P+2, D)
 
 
+@graded
 def check_deit_logits(fn) -> CheckResult:
     """Check `fn(model, images (B, 1, 8, 8)) -> logits (B, 10)`: a DeiT's forward pass at
     inference, [CLS] at token 0 and the distillation token at token 1, the two heads averaged."""
@@ -242,6 +244,7 @@ def check_deit_logits(fn) -> CheckResult:
 # ------------------------------------------------------------------ attention distillation
 
 
+@graded
 def check_attention_kl(fn) -> CheckResult:
     """Check `fn(student_attention (B, H, T, S), teacher_attention (B, H, T, S), mask (B, T))
     -> scalar`: KL(teacher || student) per query row, averaged over heads and real queries."""

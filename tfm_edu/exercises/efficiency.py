@@ -18,7 +18,7 @@ import torch
 from tfm_edu.efficiency.pruning import head_gates, head_importance
 from tfm_edu.efficiency.quantize import dequantize, quantize_per_channel
 from tfm_edu.efficiency.tiled import online_softmax_update
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function, graded
 from tfm_edu.models.bert import BERTConfig, BERTForSequenceClassification
 
 __all__ = ["check_online_softmax_update", "check_quantize_per_channel", "check_head_importance"]
@@ -35,6 +35,7 @@ def _stream_state(scores: np.ndarray) -> tuple[float, float]:
     return m, s
 
 
+@graded
 def check_online_softmax_update(fn) -> CheckResult:
     """Check `fn(running_max, running_sum, block (n,)) -> (new_max, new_sum)`: the running max
     and the running sum of exp(score - running max) after one more block of scores."""
@@ -122,6 +123,7 @@ def _round_trip(fn):
     return run
 
 
+@graded
 def check_quantize_per_channel(fn) -> CheckResult:
     """Check `fn(weight (out, in)) -> (q int8 (out, in), scale (out,))`: symmetric int8, one
     scale per output row, scale = max |w| of the row / 127, q = round(w / scale)."""
@@ -236,6 +238,7 @@ def _package_importance(model, input_ids, attention_mask, targets):
     return head_importance(model, [(input_ids, attention_mask, targets)], loss_fn, normalize=False)
 
 
+@graded
 def check_head_importance(fn) -> CheckResult:
     """Check `fn(model, input_ids (B, T), attention_mask (B, T), targets (B,)) -> (L, H)`: the
     absolute gradient of the classification loss with respect to each head's gate (Michel et

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, graded
 from tfm_edu.layers import EncoderLayer
 from tfm_edu.reference import copy_encoder_layer_to_torch, to_torch_mask
 
@@ -30,6 +30,7 @@ _NOT_REPEATABLE = (
 )
 
 
+@graded
 def check_encoder_layer(cls) -> CheckResult:
     """Check a learner's `cls(*, d_model, num_heads, d_ff, dropout=0.0, norm_first=False)`.
 

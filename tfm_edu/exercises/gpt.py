@@ -17,7 +17,7 @@ from torch import nn
 
 from tfm_edu.attention import LayerCache, MultiHeadAttention, causal_mask
 from tfm_edu.decode import filter_top_p
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function, graded
 from tfm_edu.reference import copy_attention_to_torch, to_torch_mask
 
 __all__ = ["check_top_p_filter", "check_causal_mask", "check_cached_attention"]
@@ -36,6 +36,7 @@ def _same_kept(got, expected) -> bool:
     return torch.allclose(got[kept].double(), expected[kept].double(), atol=1e-6, rtol=1e-5)
 
 
+@graded
 def check_top_p_filter(fn) -> CheckResult:
     """Check `fn(logits (B, V), p) -> (B, V)`: the nucleus kept, every other logit -inf."""
     g = torch.Generator().manual_seed(9)
@@ -109,6 +110,7 @@ def check_top_p_filter(fn) -> CheckResult:
 # ------------------------------------------------------------------ the causal mask of a step
 
 
+@graded
 def check_causal_mask(fn) -> CheckResult:
     """Check `fn(T, S) -> (T, S) bool`: the new queries are the last T of S positions."""
     cases = [
@@ -275,6 +277,7 @@ _SLIPS = {
 }
 
 
+@graded
 def check_cached_attention(cls) -> CheckResult:
     """Check a learner's self-attention with a KV cache.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function, graded
 from tfm_edu.models.bert import BERT, BERTConfig, BERTForMaskedLM
 
 __all__ = ["check_count_parameters", "count_parameters"]
@@ -113,6 +113,7 @@ def _cases() -> list[Case]:
     return cases
 
 
+@graded
 def check_count_parameters(fn) -> CheckResult:
     """Check `fn(config, masked_lm=False) -> int`: the number of weights of `BERT(config)`, or of
     `BERTForMaskedLM(config)` when `masked_lm`, against the package's models."""

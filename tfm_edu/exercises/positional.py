@@ -14,13 +14,14 @@ import numpy as np
 import torch
 
 from tfm_edu import positional
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function, graded
 
 __all__ = ["check_sinusoidal_encoding", "check_apply_rotary"]
 
 # ------------------------------------------------------------------ sinusoidal table
 
 
+@graded
 def check_sinusoidal_encoding(fn) -> CheckResult:
     """Check `fn(n_positions, d_model, base=10000.0) -> (n_positions, d_model)` NumPy array.
 
@@ -131,6 +132,7 @@ def _table_exponent_per_column(n, d, base=10000.0, scale=1):
 # ------------------------------------------------------------------ applying RoPE
 
 
+@graded
 def check_apply_rotary(fn) -> CheckResult:
     """Check `fn(x (..., T, Dh), angles (T, Dh/2)) -> (..., T, Dh)` in torch.
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tfm_edu.device import cpu_threads
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_function, graded
 from tfm_edu.models.bert import BERTConfig, BERTForSequenceClassification
 from tfm_edu.train import fit, warmup_schedule
 
@@ -215,6 +215,7 @@ def _cases() -> list[Case]:
     ]
 
 
+@graded
 def check_training_loop(fn) -> CheckResult:
     """Check `fn(model, batches, optimizer, scheduler) -> list[float]`, a fine-tuning loop.
 

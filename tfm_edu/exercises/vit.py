@@ -15,13 +15,14 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function
+from tfm_edu.exercises.core import Case, CheckResult, Mistake, check_against, check_function, graded
 
 __all__ = ["check_patchify", "check_vit_forward", "check_attention_rollout"]
 
 # ---------------------------------------------------------------- patchify
 
 
+@graded
 def check_patchify(fn) -> CheckResult:
     """Check `fn(images (B, C, H, W), patch_size) -> (B, P, patch_size * patch_size * C)`."""
     from tfm_edu.models.vit import patchify
@@ -124,6 +125,7 @@ _FORWARD_SLIPS = {  # slip -> hint, for the mistakes of check_vit_forward, most 
 }
 
 
+@graded
 def check_vit_forward(cls) -> CheckResult:
     """Check a learner's `cls(config: ViTConfig)`: an `nn.Module` with the parts of
     `tfm_edu.models.vit.ViT` under the same names (so a `ViT`'s state_dict loads into it) and
@@ -347,6 +349,7 @@ def _seeded_encoder(config):
 # ---------------------------------------------------------------- attention rollout
 
 
+@graded
 def check_attention_rollout(fn) -> CheckResult:
     """Check `fn(attentions) -> (T, T)`: `attentions` is a list with one (H, T, T) map per layer,
     first layer first; heads are averaged and no weights are discarded."""

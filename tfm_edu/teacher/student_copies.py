@@ -5,22 +5,29 @@ in copies of it, so that their own attempt is what each check tests:
 
 - `make lab` writes `learner/` copies for self-study: each solution becomes a collapsed markdown
   cell that shows the solution's code but cannot run, so it never replaces the learner's function;
-- `make student` writes `student/` copies for a class: the solutions are removed.
+- `make student` writes `student/` copies for a class: the solutions are removed;
+- `make assignments` writes an nbgrader course whose releases have the same code cells
+  (`tfm_edu.teacher.assignments`).
 
 The exercise convention every chapter follows ("Your turn"):
 
 1. a markdown cell stating the task;
-2. a code cell the learner edits, holding a stub that still raises::
+2. a code cell the learner edits, holding a stub whose last line raises::
 
        def causal_mask(t):
            # YOUR CODE HERE: a (t, t) bool array, True where query i may attend to key j
            raise NotImplementedError
 
+   with nbgrader's metadata for an answer cell: `{"nbgrader": {"solution": true, "grade":
+   false, "locked": false, "grade_id": "causal_mask_answer", "schema_version": 3, "task":
+   false}}`;
 3. a code cell tagged `solution` (cell metadata
    `{"tags": ["solution"], "jupyter": {"source_hidden": true}}`, so JupyterLab shows it
    collapsed) that redefines the function correctly;
 4. a check cell, `check_causal_mask(causal_mask)`, whose printed verdict is stored in the
-   notebook ("✓ causal_mask: matches the reference on 4 test cases").
+   notebook ("✓ causal_mask: matches the reference on 4 test cases"), with nbgrader's metadata
+   for an autograded test: `{"nbgrader": {"grade": true, "solution": false, "locked": true,
+   "points": 1, "grade_id": "check_causal_mask", "schema_version": 3, "task": false}}`.
 
 No later cell may use an exercise's function or its results: in a copy the stub is all there
 is, and "Run All" must still finish, each unfinished exercise's check saying "… not done yet".
@@ -45,7 +52,14 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-__all__ = ["SOLUTION_TAG", "strip_solutions", "write_student_copies", "main"]
+__all__ = [
+    "SOLUTION_TAG",
+    "strip_solutions",
+    "clear_outputs",
+    "is_solution",
+    "write_student_copies",
+    "main",
+]
 
 SOLUTION_TAG = "solution"
 REMOVED_TEXT = (
@@ -72,20 +86,30 @@ def strip_solutions(notebook: NotebookNode, *, show_solutions: bool = False) -> 
         tagged `solution-removed` or `solution-shown`), code cells have no outputs and no
         execution count, and widget state is dropped.
     """
-    student = nbformat.from_dict(notebook)  # a deep copy
-    cells = []
-    for cell in student.cells:
-        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
-            cells.append(_solution_note(cell, show_solutions))
-            continue
+    student = clear_outputs(notebook)
+    student.cells = [
+        _solution_note(cell, show_solutions) if is_solution(cell) else cell
+        for cell in student.cells
+    ]
+    return student
+
+
+def clear_outputs(notebook: NotebookNode) -> NotebookNode:
+    """A copy of `notebook` as if never run: no outputs, execution counts, run timestamps
+    (nbclient's `execution` cell metadata) or widget state."""
+    fresh = nbformat.from_dict(notebook)  # a deep copy
+    for cell in fresh.cells:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-        cell.metadata.pop("execution", None)  # timestamps left by nbclient
-        cells.append(cell)
-    student.cells = cells
-    student.metadata.pop("widgets", None)  # the state of widgets whose outputs are gone
-    return student
+        cell.metadata.pop("execution", None)
+    fresh.metadata.pop("widgets", None)  # the state of widgets whose outputs are gone
+    return fresh
+
+
+def is_solution(cell: NotebookNode) -> bool:
+    """Is `cell` an exercise's solution (tagged `solution`)?"""
+    return SOLUTION_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def write_student_copies(

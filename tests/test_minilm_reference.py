@@ -1,8 +1,8 @@
 """Our BERT + WordPiece with the real all-MiniLM-L6-v2 weights vs Hugging Face's numbers.
 
-The reference (tests/fixtures/minilm_reference.safetensors) was computed by `transformers`'
+The reference (data/reference/minilm_reference.safetensors) was computed by `transformers`'
 BertModel (eager attention) and `tokenizers` in a separate environment; see
-tests/fixtures/make_bert_reference.py for how to remake it.
+data/reference/make_bert_reference.py for how to remake it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from safetensors import safe_open
 from tfm_edu.models.bert import mean_pool
 from tfm_edu.pretrained import load_minilm
 
-FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.safetensors"
+FIXTURE = Path(__file__).parent.parent / "data" / "reference" / "minilm_reference.safetensors"
 TOLERANCE = 1e-5  # the issue's bar for hidden states and attention probabilities
 
 

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    NOTEBOOK,
+    free_port,
+    require_chromium,
+    run_cells,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -52,22 +59,11 @@ NOTEBOOKS = [
     "06_bert_pretraining_finetuning.ipynb",
     "07_real_bert_attention.ipynb",
 ]
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "tfm-edu-browser-test"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NEW_SENTENCE = "Giraffes sleep standing up"
 SHORT = "a"
 LONG = " ".join(["the cat sat on the mat because it was tired"] * 7)  # 70 words, 250+ chars
 LONGEST = {"05": "on Tuesday, the 3rd of March 1998, in the evening"[:48]}  # its model's limit
-NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook on show
 MIN_FIGURE_PX = (320, 300)  # (width, height) of the whole figure
 MIN_COLORBAR_PX = 120  # height of the colour bar
 
@@ -78,32 +74,15 @@ class _Lab:
     root: Path  # the folder it serves (notebooks/, tests/, data/)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _require_chromium() -> None:
-    if not CHROMIUM.exists():
-        message = (
-            "/usr/bin/chromium is missing: apt-get install -y chromium (make browser-test does)"
-        )
-        if os.environ.get("REQUIRE_BROWSER") == "1":  # CI sets it: never pass by skipping
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def jupyter_lab(tmp_path_factory):
     """A JupyterLab server on copies of the notebooks; yields its URL and folder, then stops."""
-    _require_chromium()
+    require_chromium()
     tmp_path = tmp_path_factory.mktemp("browser")
     lab = tmp_path / "lab"
     (lab / "notebooks").mkdir(parents=True)
     for name in NOTEBOOKS:
         shutil.copy(ROOT / "notebooks" / name, lab / "notebooks" / name)
-    (lab / "tests").symlink_to(ROOT / "tests")  # notebooks read tests/fixtures/
     (lab / "data").symlink_to(ROOT / "data")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR"):
@@ -115,7 +94,7 @@ def jupyter_lab(tmp_path_factory):
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "jupyter", "lab",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
@@ -179,38 +158,6 @@ def _stop_kernels(url: str) -> None:
             f"{url}/api/sessions/{session['id']}?token={TOKEN}", method="DELETE"
         )
         urllib.request.urlopen(request, timeout=10)
-
-
-def _run_cells_up_to(page, last: int, attempts: int = 5) -> None:
-    """Run cells 0..last (what the explorers need; later cells are not drawn on), retried: a
-    command sent right after start-up is sometimes lost (DESIGN.md).
-
-    Not awaited: the command's promise only settles when every cell has run. Started means some
-    input prompt shows "[*]" within a few seconds.
-    """
-    for _ in range(attempts):
-        page.locator(f"{NOTEBOOK} .jp-Cell").first.click()
-        page.evaluate(
-            """(last) => { const notebook = window.jupyterapp.shell.currentWidget.content;
-            if (last + 1 >= notebook.widgets.length) {
-              window.jupyterapp.commands.execute('notebook:run-all-cells');
-            } else {
-              notebook.activeCellIndex = last + 1;
-              window.jupyterapp.commands.execute('notebook:run-all-above');
-            }
-            return 1; }""",
-            last,
-        )
-        try:
-            page.wait_for_function(
-                "Array.from(document.querySelectorAll('.jp-InputPrompt'))"
-                ".some(e => e.textContent.includes('*'))",
-                timeout=8_000,
-            )
-            return
-        except Exception:  # Playwright's TimeoutError: try again
-            continue
-    pytest.fail(f"Running the cells did not start after {attempts} attempts")
 
 
 def _explorer_cells(name: str) -> list[tuple[int, bool]]:
@@ -366,7 +313,7 @@ def _open_and_run(page, url: str, name: str, last: int) -> None:
     page.goto(f"{url}/lab/tree/notebooks/{name}?reset&token={TOKEN}")  # reset: only this one
     page.wait_for_selector(".jp-Notebook", timeout=120_000)
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
-    _run_cells_up_to(page, last)
+    run_cells(page, last)
     page.wait_for_function(
         "!Array.from(document.querySelectorAll('.jp-InputPrompt'))"
         ".some(e => e.textContent.includes('*'))",

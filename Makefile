@@ -92,7 +92,7 @@ browser-test: $(VENV)/.dev
 	    echo "!! run 'sudo apt-get install -y chromium', or the browser test is skipped"; \
 	  fi; \
 	fi
-	$(PY) -m pytest -m browser tests/test_browser.py
+	$(PY) -m pytest -m browser tests/test_browser.py tests/test_browser_zh.py
 
 # A class: nbgrader on two chapters (release, autograde solved / unsolved / partial copies) and
 # a JupyterHub with 8 learners running chapter 01 at once. Loopback only; every process it

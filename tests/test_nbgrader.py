@@ -26,6 +26,7 @@ from tfm_edu.teacher.assignments import (
     source_notebook,
     write_course,
 )
+from tfm_edu.teacher.collect import collect
 from tfm_edu.teacher.student_copies import is_solution, strip_solutions
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
@@ -169,13 +170,14 @@ def course(tmp_path_factory) -> dict:
     released = write_course(NOTEBOOKS, root)
     generate_s = time.perf_counter() - start
     partial_solves = {}
+    homes = tmp_path_factory.mktemp("homes")  # as the class hub keeps them: homes/NAME/NN_x
     for chapter in GRADED:
         for student, (notebook, solved) in learner_copies(root, chapter).items():
-            folder = root / "submitted" / student / chapter[:2]
-            folder.mkdir(parents=True)
-            nbformat.write(notebook, folder / chapter)
+            (homes / student).mkdir(exist_ok=True)
+            nbformat.write(notebook, homes / student / chapter)
             if solved:
                 partial_solves[chapter[:2]] = solved
+        assert len(collect(homes, root, chapter[:2])) == len(COPIES)  # into submitted/
     start = time.perf_counter()
     run = run_nbgrader(root, "autograde", "*", timeout=540)
     autograde_s = time.perf_counter() - start

@@ -12,4 +12,6 @@
 - `tfm_edu.teacher.classload`: `python -m tfm_edu.teacher.classload --state hub --learners 8`
   makes N learners run a chapter at once through that hub and reports time, CPU and memory per
   learner: what sizing a machine for a class needs.
+- `tfm_edu.teacher.collect`: `python -m tfm_edu.teacher.collect 01` copies every hub learner's
+  chapter 01 into the nbgrader course's `submitted/`, ready for `nbgrader autograde 01`.
 """

@@ -4,12 +4,27 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-__all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "NOTEBOOK", "free_port", "require_chromium", "run_cells"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_FLAGS",
+    "NOTEBOOK",
+    "free_port",
+    "jupyter_lab_server",
+    "require_chromium",
+    "run_cells",
+]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -29,6 +44,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def jupyter_lab_server(
+    root: Path, *, token: str, env: dict[str, str], args: Sequence[str] = (), log: Path
+) -> Iterator[str]:
+    """A JupyterLab serving `root` on a free loopback port: yields its URL once it answers,
+    then stops it (SIGINT: Jupyter's clean shutdown also stops its kernels). Its output goes to
+    `log`, shown if it does not start within 90 s."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", *args,
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # CI containers run as root
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as output:
+        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        output.flush()
+                        pytest.fail(f"JupyterLab did not start:\n{log.read_text()}")
+                    time.sleep(0.5)
+            yield url
+        finally:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(5)
 
 
 def require_chromium() -> None:

@@ -30,10 +30,6 @@ import html
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
@@ -44,7 +40,7 @@ from browser_helpers import (
     CHROMIUM,
     CHROMIUM_FLAGS,
     NOTEBOOK,
-    free_port,
+    jupyter_lab_server,
     require_chromium,
     run_cells,
 )
@@ -94,40 +90,14 @@ def jupyter_lab(tmp_path_factory):
     (settings / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env["JUPYTERLAB_SETTINGS_DIR"] = str(tmp_path / "lab-settings")
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp_path / "lab-workspaces")
-    port = free_port()
-    command = [
-        sys.executable, "-m", "jupyter", "lab",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        "--no-browser", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={lab}",
-        "--LabApp.expose_app_in_browser=True",
-    ]  # fmt: skip
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # CI containers run as root
-    log = (tmp_path / "jupyter.log").open("w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    pytest.fail(
-                        f"JupyterLab did not start:\n{(tmp_path / 'jupyter.log').read_text()}"
-                    )
-                time.sleep(0.5)
+    with jupyter_lab_server(
+        lab,
+        token=TOKEN,
+        env=env,
+        args=["--LabApp.expose_app_in_browser=True"],
+        log=tmp_path / "jupyter.log",
+    ) as url:
         yield _Lab(url, lab)
-    finally:
-        server.send_signal(signal.SIGINT)  # Jupyter's clean shutdown also stops its kernels
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, free_port, require_chromium
+from browser_helpers import CHROMIUM, CHROMIUM_FLAGS, jupyter_lab_server, require_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -45,29 +41,13 @@ def test_make_lab_lang_zh_shows_jupyterlab_in_chinese(tmp_path: Path):
     env = dict(os.environ, LANG="C.UTF-8", JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "user"))
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR"):
         env[name] = str(tmp_path / name.lower())
-    port = free_port()
-    command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={tmp_path}",
-        f"--LabApp.app_settings_dir={settings}",
-    ]  # fmt: skip
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")
-    log = (tmp_path / "jupyter.log").open("w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    started = (tmp_path / "jupyter.log").read_text()
-                    pytest.fail(f"JupyterLab did not start:\n{started}")
-                time.sleep(0.5)
+    with jupyter_lab_server(
+        tmp_path,
+        token=TOKEN,
+        env=env,
+        args=[f"--LabApp.app_settings_dir={settings}"],
+        log=tmp_path / "jupyter.log",
+    ) as url:
         playwright = pytest.importorskip("playwright.sync_api")
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(
@@ -88,11 +68,3 @@ def test_make_lab_lang_zh_shows_jupyterlab_in_chinese(tmp_path: Path):
         # File, Edit, View, Run, Kernel, Settings, Help
         for label in ("文件", "编辑", "查看", "运行", "内核", "设置", "帮助"):
             assert label in labels, f"{label} not in the menu bar {labels}"
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(5)
-        log.close()

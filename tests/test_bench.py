@@ -239,3 +239,16 @@ def test_bench_scaling_spends_fewer_rounds_on_longer_sequences():
     rounds = [bench.scaling_repeats(T) for T in bench.SCALING_LENGTHS]
     assert rounds == sorted(rounds, reverse=True) and rounds[0] > rounds[-1] >= 3
     assert max(bench.scaling_repeats(T, quick=True) for T in bench.SCALING_LENGTHS) <= 5
+
+
+@pytest.mark.parametrize(
+    ("ratio", "word"),
+    [(0.9449, "slower"), (0.9496, "about"), (1.0504, "about"), (1.0551, "faster")],
+)
+def test_int8_verdict_reads_the_speed_as_printed(ratio, word):
+    from tfm_edu.bench.compression import _int8_verdict
+
+    fidelity = {"int8 weights": {"fraction": 0.26, "mean_cosine": 1.0, "min_cosine": 1.0,
+                                 "sentences": 3}}  # fmt: skip
+    text = _int8_verdict({"int8 weights": ratio, "int8 matmul": 1.0}, fidelity)
+    assert f"int8 weights run at {ratio:.2f}x the speed of float32, {word}" in text

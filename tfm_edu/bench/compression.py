@@ -74,7 +74,8 @@ def bench_int8(argv: list[str] | None = None) -> list[dict[str, str]]:
 
 def _int8_verdict(speeds: dict[str, float], fidelity: dict[str, dict[str, float]]) -> str:
     """The lines that read bench_int8's table, from its numbers."""
-    weights, matmul = speeds["int8 weights"], speeds["int8 matmul"]
+    # Read as printed (two decimals), so that "0.95x" is never called "slower".
+    weights, matmul = round(speeds["int8 weights"], 2), round(speeds["int8 matmul"], 2)
     lines = [
         f"the int8 linear layers hold {fidelity['int8 weights']['fraction']:.0%} of float32's "
         "bytes (1 byte per weight + one float32 step per output row + float32 biases)"

@@ -96,9 +96,9 @@ browser-test: $(VENV)/.dev
 
 # A class: nbgrader on two chapters (release, autograde solved / unsolved / partial copies) and
 # a JupyterHub with 8 learners running chapter 01 at once. Loopback only; every process it
-# starts is stopped before it ends.
+# starts is stopped before it ends. -s: the points table and the hub figures are printed.
 class-test: $(VENV)/.dev
-	$(PY) -m pytest -m classroom tests/test_nbgrader.py tests/test_hub.py
+	$(PY) -m pytest -s -m classroom tests/test_nbgrader.py tests/test_hub.py
 
 bench: $(VENV)/.lab
 	$(PY) -m tfm_edu.bench attention
